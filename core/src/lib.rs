@@ -12,3 +12,8 @@ pub mod time;
 
 pub use prng::Prng;
 pub use time::{Duration, Instant};
+pub mod canary;
+pub mod constants;
+pub mod io;
+pub mod log;
+pub mod timer;

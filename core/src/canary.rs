@@ -1,0 +1,53 @@
+//! Planted bugs, switched on by name, that the simulator must catch.
+//!
+//! A canary measures the checker's power: if the simulator cannot find a bug we planted on
+//! purpose, it cannot be trusted to find the ones we did not. Canaries exist only when the
+//! `canary` cargo feature is on; without it [`Canaries::is_on`] is a constant `false` and every
+//! planted branch compiles away.
+
+/// A planted bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Canary {
+    /// Recovery trusts every batch without checking its CRC.
+    RecoverySkipsCrc = 0,
+    /// Recovery keeps a torn batch at the end of the log instead of truncating it.
+    RecoveryKeepsTornTail = 1,
+}
+
+impl Canary {
+    /// Every canary, for listing and sweeps.
+    pub const ALL: [Canary; 2] = [Canary::RecoverySkipsCrc, Canary::RecoveryKeepsTornTail];
+
+    /// The canary's name, as given on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Canary::RecoverySkipsCrc => "recovery-skips-crc",
+            Canary::RecoveryKeepsTornTail => "recovery-keeps-torn-tail",
+        }
+    }
+
+    /// Looks a canary up by name.
+    pub fn from_name(name: &str) -> Option<Canary> {
+        Canary::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+/// The set of canaries switched on for one state machine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Canaries(u64);
+
+impl Canaries {
+    /// No canary on.
+    pub const NONE: Canaries = Canaries(0);
+
+    /// This set plus `canary`.
+    pub fn with(self, canary: Canary) -> Canaries {
+        Canaries(self.0 | 1 << canary as u64)
+    }
+
+    /// True if `canary` is on. Always false without the `canary` feature.
+    #[inline(always)]
+    pub fn is_on(self, canary: Canary) -> bool {
+        cfg!(feature = "canary") && self.0 & (1 << canary as u64) != 0
+    }
+}

@@ -1,0 +1,877 @@
+//! The partition log as a sans-IO state machine.
+//!
+//! A log is a directory of segment files named by base offset, each a run of Kafka v2 record
+//! batches stored exactly as they go on the wire, plus a two-slot checkpoint (see
+//! [`checkpoint`]). Every file access is a [`DiskRequest`] output; the log advances only on the
+//! matching completion, so the simulator can tear, lose, corrupt or delay any of them.
+//!
+//! Lifecycle:
+//! - **Recovering**: a new log lists its directory, reads both checkpoint slots and scans every
+//!   segment, verifying each batch's framing, CRC and offset continuity. It truncates at the
+//!   first bad batch; if that cuts below the recovery point (data that was synced) it reports
+//!   the loss. It then syncs what it kept, writes a fresh checkpoint and only then serves.
+//! - **Ready**: appends assign offsets (rewriting the base offset and leader epoch, both outside
+//!   the CRC) and write at the end of the active segment, rolling by size and age. Syncs are
+//!   rounds: sync every dirty segment, then write and sync a checkpoint whose recovery point is
+//!   the log end offset captured when the round began; only then is that offset *durable*.
+//!   With [`SyncPolicy::GroupCommit`] a round starts whenever data is unsynced and none is
+//!   running, so concurrent appends share one fsync.
+//! - **Faulted**: any failed write, sync, truncate or delete means the on-disk state is unknown
+//!   (after a failed fsync the page cache cannot be trusted), so the log refuses everything;
+//!   the owner must recover it anew, as Kafka takes a failed log directory offline.
+
+pub mod checkpoint;
+mod read;
+mod recovery;
+pub mod segment;
+
+use crate::canary::Canaries;
+use crate::constants::*;
+use crate::io::{DiskCompletion, DiskError, DiskOp, DiskOutcome, DiskRequest, DiskRequestId};
+use crate::record_batch::{self, BatchError, BatchLimits};
+use crate::time::{Duration, Instant};
+use crate::timer::{TimerKind, TimerTable};
+use bytes::{Bytes, BytesMut};
+use checkpoint::Checkpoint;
+use segment::Segment;
+use std::collections::{BTreeMap, VecDeque};
+
+pub use read::ReadResult;
+pub use recovery::RecoveryReport;
+
+/// Identifies a client operation (an append or a read) so its result can be matched.
+pub type RequestId = u64;
+
+/// When the log syncs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Start a sync round whenever data is unsynced and no round runs (fsync before ack,
+    /// shared by every append that arrived meanwhile).
+    GroupCommit,
+    /// Sync only on [`LogInput::Sync`].
+    Explicit,
+}
+
+/// A log's configuration.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// Directory of the log, relative to the data directory (e.g. `orders-0`).
+    pub dir: String,
+    /// Largest batch accepted and most records in one.
+    pub batch_limits: BatchLimits,
+    /// Roll the active segment before it would exceed this size (`segment.bytes`).
+    pub segment_bytes_max: u64,
+    /// Roll the active segment once it is this old (`segment.ms`).
+    pub segment_age_max: Duration,
+    /// Bytes between sparse index entries (`index.interval.bytes`).
+    pub index_interval_bytes: u64,
+    /// Delete the oldest segments while the log is larger than this (`retention.bytes`).
+    pub retention_bytes: Option<u64>,
+    /// Delete segments whose newest timestamp is older than this (`retention.ms`).
+    pub retention_time: Option<Duration>,
+    /// How often retention is checked.
+    pub retention_check_interval: Duration,
+    /// When to sync.
+    pub sync_policy: SyncPolicy,
+    /// Planted bugs switched on (only with the `canary` feature).
+    pub canaries: Canaries,
+}
+
+impl LogConfig {
+    /// Kafka's defaults for a log in `dir`.
+    pub fn new(dir: impl Into<String>) -> LogConfig {
+        LogConfig {
+            dir: dir.into(),
+            batch_limits: BatchLimits {
+                batch_bytes_max: BATCH_BYTES_MAX_DEFAULT,
+                records_count_max: BATCH_RECORDS_MAX,
+            },
+            segment_bytes_max: SEGMENT_BYTES_MAX_DEFAULT,
+            segment_age_max: Duration::from_millis(SEGMENT_AGE_MAX_MS_DEFAULT),
+            index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
+            retention_bytes: None,
+            retention_time: None,
+            retention_check_interval: Duration::from_millis(RETENTION_CHECK_INTERVAL_MS_DEFAULT),
+            sync_policy: SyncPolicy::GroupCommit,
+            canaries: Canaries::NONE,
+        }
+    }
+}
+
+/// What the log is asked to do, or told has happened.
+#[derive(Clone, Debug)]
+pub enum LogInput {
+    /// A disk request finished.
+    Disk(DiskCompletion),
+    /// Append one producer batch; the log assigns its offsets.
+    Append {
+        /// Echoed in the result.
+        request: RequestId,
+        /// Exactly one v2 batch.
+        batch: Bytes,
+        /// Stamped into the batch's partition leader epoch.
+        leader_epoch: i32,
+    },
+    /// Read whole batches from `offset`.
+    Read {
+        /// Echoed in the result.
+        request: RequestId,
+        /// First offset wanted.
+        offset: i64,
+        /// Byte budget; at least one batch is returned even if larger, as Kafka does.
+        bytes_max: u32,
+        /// Serve no batch that starts at or above this offset (the high watermark).
+        offset_max: i64,
+    },
+    /// Start a sync round (the only way to sync under [`SyncPolicy::Explicit`]).
+    Sync,
+    /// Remove every batch at or above `offset` (a follower diverged from its leader).
+    TruncateTo {
+        /// New log end offset; must be a batch boundary.
+        offset: i64,
+    },
+    /// Advance the log start offset to `offset` and drop whole segments below it.
+    DeleteBefore {
+        /// New log start offset (at most the log end offset).
+        offset: i64,
+    },
+    /// A deadline from [`Log::poll_timeout`] passed.
+    Timeout,
+}
+
+/// Why an append was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppendError {
+    /// The batch is malformed (maps to CORRUPT_MESSAGE, INVALID_RECORD or MESSAGE_TOO_LARGE).
+    InvalidBatch(BatchError),
+    /// The log is still recovering.
+    NotReady,
+    /// The log's storage failed (KAFKA_STORAGE_ERROR).
+    Storage,
+    /// Too many appends are waiting for their writes; retry later.
+    Overloaded,
+    /// The offset would not fit in an i64 or the segment limit is reached.
+    LogFull,
+}
+
+/// Why a read failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// The offset is below the log start or above the log end (OFFSET_OUT_OF_RANGE).
+    OffsetOutOfRange {
+        /// Current log start offset.
+        log_start_offset: i64,
+        /// Current log end offset.
+        log_end_offset: i64,
+    },
+    /// Stored bytes failed their check; the log reports rather than serves them.
+    Corrupt {
+        /// The offset being read.
+        offset: i64,
+        /// What failed.
+        error: BatchError,
+    },
+    /// The log is still recovering.
+    NotReady,
+    /// The disk failed the read (KAFKA_STORAGE_ERROR).
+    Storage,
+    /// Too many reads in flight; retry later.
+    Overloaded,
+}
+
+/// Why the log stopped serving.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultReason {
+    /// A write, sync, truncate or delete failed.
+    Disk(DiskError),
+    /// A disk completion did not match what was asked (a driver bug).
+    UnexpectedCompletion,
+}
+
+/// What the log tells its owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogOutput {
+    /// Execute this disk request and hand back its completion.
+    Disk(DiskRequest),
+    /// Recovery finished; the log now serves.
+    Recovered(RecoveryReport),
+    /// The batch is written (not yet durable) at these offsets.
+    Appended {
+        /// The append's id.
+        request: RequestId,
+        /// Offset of its first record.
+        base_offset: i64,
+        /// Offset of its last record.
+        last_offset: i64,
+    },
+    /// The append was refused; nothing was written.
+    AppendFailed {
+        /// The append's id.
+        request: RequestId,
+        /// Why.
+        error: AppendError,
+    },
+    /// A read finished.
+    ReadDone {
+        /// The read's id.
+        request: RequestId,
+        /// Batches or an error.
+        result: Result<ReadResult, ReadError>,
+    },
+    /// Every batch below `offset` is durable.
+    Durable {
+        /// The new durable offset.
+        offset: i64,
+    },
+    /// A truncation to `offset` is durable.
+    Truncated {
+        /// The log end offset after truncation.
+        offset: i64,
+    },
+    /// The log refuses all work from now on.
+    Faulted(FaultReason),
+}
+
+/// The log's timers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogTimer {
+    /// Time to apply retention.
+    RetentionCheck,
+}
+
+impl TimerKind for LogTimer {
+    const COUNT: usize = 1;
+    fn index(self) -> usize {
+        0
+    }
+    fn from_index(index: usize) -> LogTimer {
+        assert_eq!(index, 0);
+        LogTimer::RetentionCheck
+    }
+}
+
+/// What a disk request in flight is for.
+#[derive(Clone, Debug)]
+enum Pending {
+    Recovery(recovery::Step),
+    AppendWrite {
+        request: RequestId,
+        base_offset: i64,
+        last_offset: i64,
+    },
+    SegmentSync,
+    CheckpointWrite,
+    CheckpointSync {
+        round: bool,
+    },
+    Read(read::ReadState),
+    Truncate {
+        offset: i64,
+        final_step: bool,
+    },
+    Delete,
+}
+
+#[derive(Clone, Debug)]
+enum State {
+    Recovering(Box<recovery::Recovery>),
+    Ready,
+    Faulted(FaultReason),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SyncRound {
+    /// Recovery point the round will make durable.
+    target: i64,
+    /// Segment syncs still outstanding; the checkpoint goes out when this reaches zero.
+    segment_syncs: u32,
+}
+
+/// A partition log. See the module documentation.
+#[derive(Debug)]
+pub struct Log {
+    config: LogConfig,
+    state: State,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    durable_offset: i64,
+    checkpoint_sequence: u64,
+    sync_round: Option<SyncRound>,
+    sync_requested: bool,
+    next_disk_id: DiskRequestId,
+    pending: BTreeMap<DiskRequestId, Pending>,
+    appends_in_flight: usize,
+    reads_in_flight: usize,
+    truncation_in_progress: bool,
+    truncation_queued: Option<i64>,
+    timers: TimerTable<LogTimer>,
+    outbox: VecDeque<LogOutput>,
+}
+
+impl Log {
+    /// Opens the log in `config.dir`: starts recovery, which runs through disk outputs.
+    pub fn open(config: LogConfig, now: Instant) -> Log {
+        assert!(config.segment_bytes_max >= config.batch_limits.batch_bytes_max);
+        assert!(config.batch_limits.batch_bytes_max <= BATCH_BYTES_MAX_LIMIT);
+        let mut log = Log {
+            config,
+            state: State::Ready,
+            segments: BTreeMap::new(),
+            log_start_offset: 0,
+            durable_offset: 0,
+            checkpoint_sequence: 0,
+            sync_round: None,
+            sync_requested: false,
+            next_disk_id: 1,
+            pending: BTreeMap::new(),
+            appends_in_flight: 0,
+            reads_in_flight: 0,
+            truncation_in_progress: false,
+            truncation_queued: None,
+            timers: TimerTable::default(),
+            outbox: VecDeque::new(),
+        };
+        log.start_recovery(now);
+        log
+    }
+
+    /// Feeds one input. The owner must have drained [`Log::poll_output`] first.
+    pub fn handle(&mut self, now: Instant, input: LogInput) {
+        assert!(
+            self.outbox.is_empty(),
+            "the driver drains outputs before the next input"
+        );
+        match input {
+            LogInput::Disk(completion) => self.on_disk_completion(now, completion),
+            LogInput::Append {
+                request,
+                batch,
+                leader_epoch,
+            } => self.on_append(now, request, batch, leader_epoch),
+            LogInput::Read {
+                request,
+                offset,
+                bytes_max,
+                offset_max,
+            } => self.on_read(request, offset, bytes_max, offset_max),
+            LogInput::Sync => {
+                self.sync_requested = true;
+                self.maybe_start_sync_round();
+            }
+            LogInput::TruncateTo { offset } => self.on_truncate_to(offset),
+            LogInput::DeleteBefore { offset } => self.on_delete_before(offset),
+            LogInput::Timeout => self.on_timeout(now),
+        }
+        self.invariants();
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<LogOutput> {
+        self.outbox.pop_front()
+    }
+
+    /// When to deliver [`LogInput::Timeout`] next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Offset the next append will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.segments
+            .values()
+            .next_back()
+            .map_or(self.log_start_offset, |s| s.next_offset)
+    }
+
+    /// Every batch below this offset is durable.
+    pub fn durable_offset(&self) -> i64 {
+        self.durable_offset
+    }
+
+    /// The first offset still in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// True once recovery finished and while no fault occurred.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.state, State::Ready)
+    }
+
+    /// True after a storage fault.
+    pub fn is_faulted(&self) -> bool {
+        matches!(self.state, State::Faulted(_))
+    }
+
+    /// Why the log faulted, if it did.
+    pub fn fault_reason(&self) -> Option<FaultReason> {
+        match self.state {
+            State::Faulted(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Total bytes of batches across segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+
+    fn invariants(&self) {
+        if !self.is_ready() {
+            return;
+        }
+        let log_end_offset = self.log_end_offset();
+        assert!(
+            self.log_start_offset <= log_end_offset,
+            "log start above log end"
+        );
+        assert!(
+            self.durable_offset <= log_end_offset,
+            "durable offset above log end"
+        );
+        assert!(self.appends_in_flight <= LOG_APPENDS_IN_FLIGHT_MAX);
+        assert!(self.reads_in_flight <= LOG_READS_IN_FLIGHT_MAX);
+        debug_assert!(self
+            .segments
+            .values()
+            .zip(self.segments.values().skip(1))
+            .all(|(a, b)| a.next_offset == b.base_offset));
+    }
+
+    fn path(&self, name: &str) -> String {
+        format!("{}/{}", self.config.dir, name)
+    }
+
+    fn segment_path(&self, base_offset: i64) -> String {
+        self.path(&Segment::file_name(base_offset))
+    }
+
+    fn emit_disk(&mut self, op: DiskOp, pending: Pending) -> DiskRequestId {
+        let id = self.next_disk_id;
+        self.next_disk_id += 1;
+        self.pending.insert(id, pending);
+        self.outbox
+            .push_back(LogOutput::Disk(DiskRequest { id, op }));
+        id
+    }
+
+    fn fault(&mut self, reason: FaultReason) {
+        if self.is_faulted() {
+            return;
+        }
+        self.state = State::Faulted(reason);
+        self.sync_round = None;
+        self.timers.stop(LogTimer::RetentionCheck);
+        self.outbox.push_back(LogOutput::Faulted(reason));
+    }
+
+    fn on_disk_completion(&mut self, now: Instant, completion: DiskCompletion) {
+        let Some(pending) = self.pending.remove(&completion.id) else {
+            return self.fault(FaultReason::UnexpectedCompletion);
+        };
+        match pending {
+            Pending::Recovery(step) => self.on_recovery_completion(now, step, completion.result),
+            Pending::Read(state) => self.on_read_completion(state, completion.result),
+            Pending::AppendWrite {
+                request,
+                base_offset,
+                last_offset,
+            } => {
+                self.appends_in_flight -= 1;
+                match completion.result {
+                    Ok(_) if !self.is_faulted() => self.outbox.push_back(LogOutput::Appended {
+                        request,
+                        base_offset,
+                        last_offset,
+                    }),
+                    Ok(_) => self.fail_append(request, AppendError::Storage),
+                    Err(e) => {
+                        self.fault(FaultReason::Disk(e));
+                        self.fail_append(request, AppendError::Storage);
+                    }
+                }
+            }
+            other => self.on_maintenance_completion(other, completion.result),
+        }
+    }
+
+    fn on_maintenance_completion(
+        &mut self,
+        pending: Pending,
+        result: Result<DiskOutcome, DiskError>,
+    ) {
+        if let Err(e) = result {
+            return self.fault(FaultReason::Disk(e));
+        }
+        if self.is_faulted() {
+            return;
+        }
+        match pending {
+            Pending::SegmentSync => self.on_segment_synced(),
+            Pending::CheckpointSync { round: true } => self.on_round_complete(),
+            Pending::Truncate {
+                offset,
+                final_step: true,
+            } => self.outbox.push_back(LogOutput::Truncated { offset }),
+            Pending::CheckpointWrite
+            | Pending::CheckpointSync { round: false }
+            | Pending::Truncate {
+                final_step: false, ..
+            }
+            | Pending::Delete => {}
+            Pending::Recovery(_) | Pending::Read(_) | Pending::AppendWrite { .. } => {
+                unreachable!("handled by on_disk_completion")
+            }
+        }
+    }
+
+    fn fail_append(&mut self, request: RequestId, error: AppendError) {
+        self.outbox
+            .push_back(LogOutput::AppendFailed { request, error });
+    }
+
+    fn on_append(&mut self, now: Instant, request: RequestId, batch: Bytes, leader_epoch: i32) {
+        match &self.state {
+            State::Recovering(_) => return self.fail_append(request, AppendError::NotReady),
+            State::Faulted(_) => return self.fail_append(request, AppendError::Storage),
+            State::Ready if self.truncation_in_progress => {
+                return self.fail_append(request, AppendError::NotReady)
+            }
+            State::Ready => {}
+        }
+        if self.appends_in_flight >= LOG_APPENDS_IN_FLIGHT_MAX {
+            return self.fail_append(request, AppendError::Overloaded);
+        }
+        let header = match record_batch::validate(&batch, &self.config.batch_limits) {
+            Ok(header) => header,
+            Err(e) => return self.fail_append(request, AppendError::InvalidBatch(e)),
+        };
+        let base_offset = self.log_end_offset();
+        if base_offset
+            .checked_add(i64::from(header.last_offset_delta) + 1)
+            .is_none()
+        {
+            return self.fail_append(request, AppendError::LogFull);
+        }
+        if self.should_roll(now, header.size()) && !self.roll(now, base_offset) {
+            return self.fail_append(request, AppendError::LogFull);
+        }
+        let mut bytes = BytesMut::from(&batch[..]);
+        record_batch::set_base_offset(&mut bytes, base_offset);
+        record_batch::set_partition_leader_epoch(&mut bytes, leader_epoch);
+        let stored = record_batch::BatchHeader::parse(&bytes).expect("validated above");
+        let segment = self
+            .segments
+            .values_mut()
+            .next_back()
+            .expect("a ready log has a segment");
+        let position = segment.size;
+        segment.push_batch(&stored);
+        segment.dirty = true;
+        let segment_base = segment.base_offset;
+        let file = self.segment_path(segment_base);
+        let last_offset = stored.last_offset();
+        self.appends_in_flight += 1;
+        self.emit_disk(
+            DiskOp::Write {
+                file,
+                position,
+                bytes: bytes.freeze(),
+            },
+            Pending::AppendWrite {
+                request,
+                base_offset,
+                last_offset,
+            },
+        );
+        self.maybe_start_sync_round();
+    }
+
+    fn should_roll(&self, now: Instant, batch_size: u64) -> bool {
+        let active = self
+            .segments
+            .values()
+            .next_back()
+            .expect("a ready log has a segment");
+        active.size > 0
+            && (active.size + batch_size > self.config.segment_bytes_max
+                || now.saturating_since(active.created) >= self.config.segment_age_max)
+    }
+
+    /// Starts a new active segment at `base_offset`; false if the segment limit is reached.
+    fn roll(&mut self, now: Instant, base_offset: i64) -> bool {
+        if self.segments.len() >= LOG_SEGMENTS_MAX {
+            return false;
+        }
+        let segment = Segment::new(base_offset, now, self.config.index_interval_bytes);
+        assert!(self.segments.insert(base_offset, segment).is_none());
+        true
+    }
+
+    fn maybe_start_sync_round(&mut self) {
+        if !self.is_ready() || self.sync_round.is_some() {
+            return;
+        }
+        let wanted = self.sync_requested || self.config.sync_policy == SyncPolicy::GroupCommit;
+        let target = self.log_end_offset();
+        if !wanted || (target == self.durable_offset && !self.sync_requested) {
+            return;
+        }
+        self.sync_requested = false;
+        let dirty: Vec<i64> = self
+            .segments
+            .values()
+            .filter(|s| s.dirty)
+            .map(|s| s.base_offset)
+            .collect();
+        self.sync_round = Some(SyncRound {
+            target,
+            segment_syncs: dirty.len() as u32,
+        });
+        for base in dirty {
+            self.segments.get_mut(&base).expect("listed above").dirty = false;
+            let file = self.segment_path(base);
+            self.emit_disk(DiskOp::Sync { file }, Pending::SegmentSync);
+        }
+        if self.sync_round.is_some_and(|r| r.segment_syncs == 0) {
+            self.write_round_checkpoint();
+        }
+    }
+
+    fn on_segment_synced(&mut self) {
+        let Some(round) = self.sync_round.as_mut() else {
+            return;
+        };
+        assert!(round.segment_syncs > 0);
+        round.segment_syncs -= 1;
+        if round.segment_syncs == 0 {
+            self.write_round_checkpoint();
+        }
+    }
+
+    fn write_round_checkpoint(&mut self) {
+        let round = self.sync_round.expect("a round is running");
+        self.write_checkpoint(round.target, true);
+    }
+
+    /// Writes and syncs the next checkpoint slot.
+    fn write_checkpoint(&mut self, recovery_point: i64, round: bool) {
+        self.checkpoint_sequence += 1;
+        let checkpoint = Checkpoint {
+            sequence: self.checkpoint_sequence,
+            recovery_point,
+            log_start_offset: self.log_start_offset,
+        };
+        let file = self.path(checkpoint.slot());
+        let bytes = Bytes::copy_from_slice(&checkpoint.encode());
+        self.emit_disk(
+            DiskOp::Write {
+                file: file.clone(),
+                position: 0,
+                bytes,
+            },
+            Pending::CheckpointWrite,
+        );
+        self.emit_disk(DiskOp::Sync { file }, Pending::CheckpointSync { round });
+    }
+
+    fn on_round_complete(&mut self) {
+        let round = self.sync_round.take().expect("a round is running");
+        let target = round.target.min(self.log_end_offset());
+        if target > self.durable_offset {
+            self.durable_offset = target;
+            self.outbox.push_back(LogOutput::Durable { offset: target });
+        }
+        self.maybe_start_sync_round();
+    }
+
+    fn on_truncate_to(&mut self, offset: i64) {
+        if !self.is_ready() || offset >= self.log_end_offset() {
+            return;
+        }
+        if self.truncation_in_progress {
+            self.truncation_queued = Some(self.truncation_queued.map_or(offset, |q| q.min(offset)));
+            return;
+        }
+        let offset = offset.max(self.log_start_offset);
+        self.truncation_in_progress = true;
+        if let Some(position) = self.indexed_position(offset) {
+            return self.truncate_at(offset, position);
+        }
+        // The sparse index does not know where this batch starts: read from the nearest entry.
+        self.locate_for_truncation(offset);
+    }
+
+    /// The position of `offset` if it starts a segment or has its own index entry.
+    fn indexed_position(&self, offset: i64) -> Option<u64> {
+        let segment = self.segments.range(..=offset).next_back()?.1;
+        let (indexed, position) = segment.lookup_offset(offset);
+        (indexed == offset).then_some(position)
+    }
+
+    pub(super) fn on_truncation_located(
+        &mut self,
+        segment: i64,
+        cut: Option<(i64, u64)>,
+        failed: bool,
+    ) {
+        if !self.is_ready() {
+            return;
+        }
+        match cut {
+            Some((offset, position))
+                if self.segments.range(..=offset).next_back().map(|(b, _)| *b) == Some(segment) =>
+            {
+                self.truncate_at(offset, position)
+            }
+            _ => {
+                // Nothing at or after the offset any more (an earlier truncation won), or the
+                // read failed: nothing to cut now.
+                let _ = failed;
+                self.truncation_in_progress = false;
+                self.run_queued_truncation();
+            }
+        }
+    }
+
+    fn run_queued_truncation(&mut self) {
+        if let Some(offset) = self.truncation_queued.take() {
+            self.on_truncate_to(offset);
+        }
+    }
+
+    /// Cuts the log at `offset`, the start of a batch at `position` in its segment.
+    fn truncate_at(&mut self, offset: i64, position: u64) {
+        // The checkpoint goes first so a crash after the truncation never looks like lost
+        // synced data; requests run in order, so it is durable before the file shrinks.
+        self.durable_offset = self.durable_offset.min(offset);
+        if let Some(round) = self.sync_round.as_mut() {
+            round.target = round.target.min(offset);
+        }
+        self.write_checkpoint(self.durable_offset, false);
+        let doomed: Vec<i64> = self.segments.range(offset + 1..).map(|(b, _)| *b).collect();
+        for base in doomed {
+            self.segments.remove(&base);
+            let file = self.segment_path(base);
+            self.emit_disk(DiskOp::Delete { file }, Pending::Delete);
+        }
+        let (&base, segment) = self
+            .segments
+            .range_mut(..=offset)
+            .next_back()
+            .expect("in range");
+        segment.truncate(offset, position);
+        let file = self.segment_path(base);
+        let truncate = DiskOp::Truncate {
+            file: file.clone(),
+            len: position,
+        };
+        self.emit_disk(
+            truncate,
+            Pending::Truncate {
+                offset,
+                final_step: false,
+            },
+        );
+        self.emit_disk(
+            DiskOp::Sync { file },
+            Pending::Truncate {
+                offset,
+                final_step: true,
+            },
+        );
+        self.truncation_in_progress = false;
+        self.run_queued_truncation();
+    }
+
+    fn on_delete_before(&mut self, offset: i64) {
+        if !self.is_ready() || offset <= self.log_start_offset {
+            return;
+        }
+        self.log_start_offset = offset.min(self.log_end_offset());
+        self.write_checkpoint(self.durable_offset, false);
+        self.delete_segments_below_log_start();
+    }
+
+    /// Deletes whole segments that end at or below the log start offset, never the active one.
+    fn delete_segments_below_log_start(&mut self) {
+        let active = *self
+            .segments
+            .keys()
+            .next_back()
+            .expect("a ready log has a segment");
+        let doomed: Vec<i64> = self
+            .segments
+            .values()
+            .filter(|s| s.base_offset != active && s.next_offset <= self.log_start_offset)
+            .map(|s| s.base_offset)
+            .collect();
+        for base in doomed {
+            self.segments.remove(&base);
+            let file = self.segment_path(base);
+            self.emit_disk(DiskOp::Delete { file }, Pending::Delete);
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_expired(now) {
+            match timer {
+                LogTimer::RetentionCheck => self.on_retention_check_timeout(now),
+            }
+        }
+    }
+
+    fn on_retention_check_timeout(&mut self, now: Instant) {
+        self.timers.set(
+            LogTimer::RetentionCheck,
+            now + self.config.retention_check_interval,
+        );
+        if !self.is_ready() {
+            return;
+        }
+        let now_ms = now.as_millis() as i64;
+        let mut new_start = self.log_start_offset;
+        let mut remaining = self.size_bytes();
+        let active = *self
+            .segments
+            .keys()
+            .next_back()
+            .expect("a ready log has a segment");
+        for segment in self.segments.values().filter(|s| s.base_offset != active) {
+            let over_size = self
+                .config
+                .retention_bytes
+                .is_some_and(|max| remaining > max);
+            let expired = self.config.retention_time.is_some_and(|age| {
+                segment.max_timestamp >= 0
+                    && segment.max_timestamp.saturating_add(age.as_millis() as i64) < now_ms
+            });
+            if !over_size && !expired {
+                break;
+            }
+            remaining -= segment.size;
+            new_start = segment.next_offset;
+        }
+        if new_start > self.log_start_offset {
+            self.on_delete_before(new_start);
+        }
+    }
+
+    fn arm_retention(&mut self, now: Instant) {
+        if self.config.retention_bytes.is_some() || self.config.retention_time.is_some() {
+            self.timers.set(
+                LogTimer::RetentionCheck,
+                now + self.config.retention_check_interval,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

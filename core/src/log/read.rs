@@ -1,0 +1,277 @@
+//! Reads: whole batches from an offset, served from the stored bytes unchanged.
+//!
+//! The sparse offset index gives a file position at or before the wanted offset; the log reads
+//! from there, checks every batch it passes (framing, CRC, dense offsets from the index entry)
+//! and returns the contiguous run of whole batches that starts with the batch holding the
+//! offset, within the byte budget (but always at least one batch, as Kafka does so a consumer
+//! can make progress past a batch larger than its budget). A batch that fails its check is
+//! reported, never served.
+
+use super::{Log, LogOutput, Pending, ReadError, RequestId, State};
+use crate::constants::LOG_READS_IN_FLIGHT_MAX;
+use crate::io::{DiskError, DiskOp, DiskOutcome};
+use crate::record_batch::{self, BatchError, BATCH_HEADER_LEN};
+use bytes::Bytes;
+
+/// Batches returned by a read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole batches laid end to end, exactly as stored (empty when nothing is available).
+    pub batches: Bytes,
+    /// Offset after the last batch returned (the offset to read next).
+    pub next_offset: i64,
+    /// Log start offset when the read was answered.
+    pub log_start_offset: i64,
+    /// Log end offset when the read was answered.
+    pub log_end_offset: i64,
+}
+
+/// A read in flight.
+#[derive(Clone, Debug)]
+pub(super) struct ReadState {
+    request: RequestId,
+    offset: i64,
+    bytes_max: u32,
+    offset_max: i64,
+    segment: i64,
+    /// File position the outstanding disk read starts at.
+    position: u64,
+    /// Offset the batch at `position` must start with.
+    position_offset: i64,
+    /// Who asked.
+    purpose: ReadPurpose,
+}
+
+/// Why a read runs: for a client, or to find where a truncation must cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ReadPurpose {
+    Client,
+    /// Locate the batch holding the truncation offset; the cut goes at its start.
+    Truncate,
+}
+
+impl Log {
+    pub(super) fn on_read(
+        &mut self,
+        request: RequestId,
+        offset: i64,
+        bytes_max: u32,
+        offset_max: i64,
+    ) {
+        let refused = match &self.state {
+            State::Recovering(_) => Some(ReadError::NotReady),
+            State::Faulted(_) => Some(ReadError::Storage),
+            State::Ready if self.reads_in_flight >= LOG_READS_IN_FLIGHT_MAX => {
+                Some(ReadError::Overloaded)
+            }
+            State::Ready => None,
+        };
+        if let Some(error) = refused {
+            return self.finish_read(request, Err(error), false);
+        }
+        let log_end_offset = self.log_end_offset();
+        if offset < self.log_start_offset || offset > log_end_offset {
+            let error = ReadError::OffsetOutOfRange {
+                log_start_offset: self.log_start_offset,
+                log_end_offset,
+            };
+            return self.finish_read(request, Err(error), false);
+        }
+        if offset == log_end_offset || offset >= offset_max {
+            return self.finish_read(request, Ok(self.empty_read(offset)), false);
+        }
+        let (&segment, seg) = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .expect("offset in log");
+        let (position_offset, position) = seg.lookup_offset(offset);
+        self.reads_in_flight += 1;
+        let purpose = ReadPurpose::Client;
+        let state = ReadState {
+            request,
+            offset,
+            bytes_max,
+            offset_max,
+            segment,
+            position,
+            position_offset,
+            purpose,
+        };
+        self.issue_read(state, 0);
+    }
+
+    /// Starts locating the batch that holds `offset` so a truncation can cut at its start.
+    pub(super) fn locate_for_truncation(&mut self, offset: i64) {
+        let (&segment, seg) = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .expect("offset in log");
+        let (position_offset, position) = seg.lookup_offset(offset);
+        self.reads_in_flight += 1;
+        let state = ReadState {
+            request: 0,
+            offset,
+            bytes_max: 1,
+            offset_max: i64::MAX,
+            segment,
+            position,
+            position_offset,
+            purpose: ReadPurpose::Truncate,
+        };
+        self.issue_read(state, 0);
+    }
+
+    fn empty_read(&self, offset: i64) -> ReadResult {
+        ReadResult {
+            batches: Bytes::new(),
+            next_offset: offset,
+            log_start_offset: self.log_start_offset,
+            log_end_offset: self.log_end_offset(),
+        }
+    }
+
+    fn finish_read(
+        &mut self,
+        request: RequestId,
+        result: Result<ReadResult, ReadError>,
+        counted: bool,
+    ) {
+        if counted {
+            assert!(self.reads_in_flight > 0);
+            self.reads_in_flight -= 1;
+        }
+        self.outbox
+            .push_back(LogOutput::ReadDone { request, result });
+    }
+
+    /// Ends a read: answers the client, or hands the located cut to the truncation.
+    fn finish_state(
+        &mut self,
+        state: &ReadState,
+        result: Result<ReadResult, ReadError>,
+        cut: Option<(i64, u64)>,
+    ) {
+        match state.purpose {
+            ReadPurpose::Client => self.finish_read(state.request, result, true),
+            ReadPurpose::Truncate => {
+                self.reads_in_flight -= 1;
+                self.on_truncation_located(state.segment, cut, result.is_err());
+            }
+        }
+    }
+
+    /// Reads from `state.position`, enough for the byte budget plus one index interval, and at
+    /// least `needed` bytes (a batch whose header we have seen).
+    fn issue_read(&mut self, state: ReadState, needed: u64) {
+        let segment_size = self.segments.get(&state.segment).map_or(0, |s| s.size);
+        if state.position >= segment_size {
+            let result = Ok(self.empty_read(state.offset));
+            return self.finish_state(&state, result, None);
+        }
+        let budget = u64::from(state.bytes_max).max(BATCH_HEADER_LEN as u64)
+            + self.config.index_interval_bytes;
+        let len = budget
+            .max(needed)
+            .min(segment_size - state.position)
+            .min(u64::from(u32::MAX));
+        let file = self.segment_path(state.segment);
+        let op = DiskOp::Read {
+            file,
+            position: state.position,
+            len: len as u32,
+        };
+        self.emit_disk(op, Pending::Read(state));
+    }
+
+    pub(super) fn on_read_completion(
+        &mut self,
+        state: ReadState,
+        result: Result<DiskOutcome, DiskError>,
+    ) {
+        let data = match result {
+            Ok(DiskOutcome::Read(data)) => data,
+            Ok(_) | Err(_) => return self.finish_state(&state, Err(ReadError::Storage), None),
+        };
+        if !self.is_ready() {
+            return self.finish_state(&state, Err(ReadError::Storage), None);
+        }
+        let mut expected = state.position_offset;
+        let mut consumed = 0usize;
+        let mut first: Option<usize> = None;
+        while consumed < data.len() {
+            let rest = &data[consumed..];
+            let header = match record_batch::check_framing(rest) {
+                Ok(header) if header.base_offset == expected => header,
+                Ok(_) => {
+                    let error = BatchError::InvalidRecord("batch offset out of sequence");
+                    return self.read_corrupt(state, expected, error);
+                }
+                Err(BatchError::Truncated { needed, .. }) => {
+                    return self.on_read_window_end(state, data, first, consumed, expected, needed)
+                }
+                Err(error) => return self.read_corrupt(state, expected, error),
+            };
+            let size = header.size() as usize;
+            if header.next_offset() <= state.offset {
+                consumed += size;
+                expected = header.next_offset();
+                continue;
+            }
+            if state.purpose == ReadPurpose::Truncate {
+                let cut = (header.base_offset, state.position + consumed as u64);
+                return self.finish_state(&state, Ok(self.empty_read(state.offset)), Some(cut));
+            }
+            let start = *first.get_or_insert(consumed);
+            let over_budget =
+                consumed > start && (consumed + size - start) as u64 > u64::from(state.bytes_max);
+            if header.base_offset >= state.offset_max || over_budget {
+                break;
+            }
+            consumed += size;
+            expected = header.next_offset();
+        }
+        self.on_read_window_end(state, data, first, consumed, expected, 0)
+    }
+
+    /// The read window ended at `consumed`: answer with what was collected, or read on.
+    fn on_read_window_end(
+        &mut self,
+        mut state: ReadState,
+        data: Bytes,
+        first: Option<usize>,
+        consumed: usize,
+        expected: i64,
+        needed: u64,
+    ) {
+        match first {
+            Some(start) if consumed == start => {
+                let result = Ok(self.empty_read(state.offset));
+                self.finish_state(&state, result, None)
+            }
+            Some(start) => {
+                let result = ReadResult {
+                    batches: data.slice(start..consumed),
+                    next_offset: expected,
+                    log_start_offset: self.log_start_offset,
+                    log_end_offset: self.log_end_offset(),
+                };
+                self.finish_state(&state, Ok(result), None)
+            }
+            None => {
+                // Nothing whole yet: the wanted batch starts beyond this window, or is larger
+                // than it. Continue from the first unconsumed batch.
+                state.position += consumed as u64;
+                state.position_offset = expected;
+                self.issue_read(state, needed)
+            }
+        }
+    }
+
+    fn read_corrupt(&mut self, state: ReadState, offset: i64, error: BatchError) {
+        // For a truncation, a damaged batch is cut along with everything after it.
+        let cut = (offset, state.position);
+        self.finish_state(&state, Err(ReadError::Corrupt { offset, error }), Some(cut))
+    }
+}

@@ -1,0 +1,494 @@
+//! Unit and model tests that drive one log against a fault-free in-memory disk.
+
+use super::*;
+use crate::io::{DiskOutcome, FileEntry};
+use crate::record_batch::BatchHeader;
+use crate::record_batch::{encode, BatchSpec, NewRecord};
+use proptest::prelude::*;
+use recovery::{Cut, CutReason};
+
+/// A fault-free disk with real durability: content survives `crash` only once synced.
+#[derive(Default)]
+struct MemDisk {
+    volatile: BTreeMap<String, Vec<u8>>,
+    durable: BTreeMap<String, Vec<u8>>,
+}
+
+impl MemDisk {
+    fn execute(&mut self, op: DiskOp) -> Result<DiskOutcome, DiskError> {
+        match op {
+            DiskOp::List { dir } => {
+                let prefix = format!("{dir}/");
+                let entries = self
+                    .volatile
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        let name = k.strip_prefix(&prefix)?;
+                        Some(FileEntry {
+                            name: name.to_string(),
+                            len: v.len() as u64,
+                        })
+                    })
+                    .collect();
+                Ok(DiskOutcome::Listed(entries))
+            }
+            DiskOp::Read {
+                file,
+                position,
+                len,
+            } => {
+                let data = self.volatile.get(&file).ok_or(DiskError::NotFound)?;
+                let start = (position as usize).min(data.len());
+                let end = (start + len as usize).min(data.len());
+                Ok(DiskOutcome::Read(Bytes::copy_from_slice(&data[start..end])))
+            }
+            DiskOp::Write {
+                file,
+                position,
+                bytes,
+            } => {
+                let data = self.volatile.entry(file).or_default();
+                let end = position as usize + bytes.len();
+                if data.len() < end {
+                    data.resize(end, 0);
+                }
+                data[position as usize..end].copy_from_slice(&bytes);
+                Ok(DiskOutcome::Done)
+            }
+            DiskOp::Sync { file } => {
+                let data = self.volatile.get(&file).cloned().unwrap_or_default();
+                self.durable.insert(file, data);
+                Ok(DiskOutcome::Done)
+            }
+            DiskOp::Truncate { file, len } => {
+                self.volatile
+                    .entry(file)
+                    .or_default()
+                    .truncate(len as usize);
+                Ok(DiskOutcome::Done)
+            }
+            DiskOp::Delete { file } => {
+                self.volatile.remove(&file);
+                self.durable.remove(&file);
+                Ok(DiskOutcome::Done)
+            }
+        }
+    }
+
+    fn crash(&mut self) {
+        self.volatile = self.durable.clone();
+    }
+}
+
+struct Harness {
+    log: Log,
+    disk: MemDisk,
+    now: Instant,
+    events: Vec<LogOutput>,
+}
+
+impl Harness {
+    fn open(config: LogConfig) -> Harness {
+        let now = Instant(1_000_000_000);
+        let mut h = Harness {
+            log: Log::open(config, now),
+            disk: MemDisk::default(),
+            now,
+            events: vec![],
+        };
+        h.drain();
+        assert!(h.log.is_ready());
+        h
+    }
+
+    fn reopen(&mut self, config: LogConfig) {
+        self.log = Log::open(config, self.now);
+        self.events.clear();
+        self.drain();
+        assert!(self.log.is_ready());
+    }
+
+    fn input(&mut self, input: LogInput) {
+        self.log.handle(self.now, input);
+        self.drain();
+    }
+
+    /// Runs disk requests to completion, in order, collecting every other output.
+    fn drain(&mut self) {
+        let mut completions = VecDeque::new();
+        loop {
+            while let Some(output) = self.log.poll_output() {
+                match output {
+                    LogOutput::Disk(request) => {
+                        let result = self.disk.execute(request.op);
+                        completions.push_back(DiskCompletion {
+                            id: request.id,
+                            result,
+                        });
+                    }
+                    other => self.events.push(other),
+                }
+            }
+            let Some(completion) = completions.pop_front() else {
+                break;
+            };
+            self.log.handle(self.now, LogInput::Disk(completion));
+        }
+    }
+
+    fn append(&mut self, request: RequestId, batch: Bytes) -> Result<(i64, i64), AppendError> {
+        self.input(LogInput::Append {
+            request,
+            batch,
+            leader_epoch: 3,
+        });
+        self.events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                LogOutput::Appended {
+                    request: r,
+                    base_offset,
+                    last_offset,
+                } if *r == request => Some(Ok((*base_offset, *last_offset))),
+                LogOutput::AppendFailed { request: r, error } if *r == request => {
+                    Some(Err(error.clone()))
+                }
+                _ => None,
+            })
+            .expect("append answered")
+    }
+
+    fn read(&mut self, offset: i64, bytes_max: u32) -> Result<ReadResult, ReadError> {
+        let request = 1_000_000 + offset as u64;
+        self.input(LogInput::Read {
+            request,
+            offset,
+            bytes_max,
+            offset_max: i64::MAX,
+        });
+        self.events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                LogOutput::ReadDone { request: r, result } if *r == request => Some(result.clone()),
+                _ => None,
+            })
+            .expect("read answered")
+    }
+}
+
+fn batch(records: usize, fill: u8, value_len: usize) -> Bytes {
+    let recs: Vec<NewRecord> = (0..records)
+        .map(|i| NewRecord {
+            timestamp: 1_000 + i as i64,
+            key: Some(Bytes::from(vec![fill; 3])),
+            value: Some(Bytes::from(vec![fill; value_len])),
+            headers: vec![],
+        })
+        .collect();
+    encode(
+        &BatchSpec {
+            base_timestamp: 1_000,
+            ..BatchSpec::default()
+        },
+        &recs,
+    )
+}
+
+fn small_config() -> LogConfig {
+    let mut config = LogConfig::new("t-0");
+    config.segment_bytes_max = 4096;
+    config.batch_limits.batch_bytes_max = 2048;
+    config.index_interval_bytes = 256;
+    config
+}
+
+// Appends get dense offsets, survive a clean restart, and read back byte for byte with the
+// offsets and leader epoch the log assigned.
+#[test]
+fn append_assigns_dense_offsets_and_survives_restart() {
+    let mut h = Harness::open(small_config());
+    assert_eq!(h.append(1, batch(3, 1, 10)), Ok((0, 2)));
+    assert_eq!(h.append(2, batch(2, 2, 10)), Ok((3, 4)));
+    assert_eq!(h.log.durable_offset(), 5);
+    h.disk.crash();
+    h.reopen(small_config());
+    assert_eq!(h.log.log_end_offset(), 5);
+    let read = h.read(3, 1 << 20).expect("read");
+    let header = record_batch::check_framing(&read.batches).expect("valid batch");
+    assert_eq!((header.base_offset, header.partition_leader_epoch), (3, 3));
+    assert_eq!(read.next_offset, 5);
+}
+
+// Segments roll by size, and reads work across the roll and from every offset.
+#[test]
+fn segments_roll_and_reads_find_every_offset() {
+    let mut h = Harness::open(small_config());
+    for i in 0..40 {
+        h.append(i, batch(1 + (i as usize % 4), i as u8, 100))
+            .expect("append");
+    }
+    assert!(
+        h.log.segment_count() > 3,
+        "rolled into {} segments",
+        h.log.segment_count()
+    );
+    let end = h.log.log_end_offset();
+    for offset in 0..end {
+        let read = h.read(offset, 1).expect("read");
+        let header = record_batch::check_framing(&read.batches).expect("one whole batch");
+        assert!(header.base_offset <= offset && offset <= header.last_offset());
+        assert_eq!(
+            read.batches.len() as u64,
+            header.size(),
+            "budget 1 still returns one batch"
+        );
+    }
+    assert_eq!(h.read(end, 100).expect("read at end").batches.len(), 0);
+    assert!(matches!(
+        h.read(end + 1, 100),
+        Err(ReadError::OffsetOutOfRange { .. })
+    ));
+}
+
+// Truncation removes a suffix durably, and new appends reuse the truncated offsets.
+#[test]
+fn truncate_then_append_reuses_offsets() {
+    let mut h = Harness::open(small_config());
+    for i in 0..20 {
+        h.append(i, batch(2, i as u8, 100)).expect("append");
+    }
+    h.input(LogInput::TruncateTo { offset: 10 });
+    assert!(h.events.contains(&LogOutput::Truncated { offset: 10 }));
+    assert_eq!(h.log.log_end_offset(), 10);
+    assert_eq!(h.append(100, batch(1, 9, 10)), Ok((10, 10)));
+    h.disk.crash();
+    h.reopen(small_config());
+    assert_eq!(h.log.log_end_offset(), 11);
+    let read = h.read(10, 1000).expect("read");
+    let header = record_batch::check_framing(&read.batches).expect("batch");
+    assert_eq!(header.records_count, 1);
+}
+
+// DeleteBefore advances the log start offset durably and deletes whole segments below it.
+#[test]
+fn delete_before_moves_log_start_and_drops_segments() {
+    let mut h = Harness::open(small_config());
+    for i in 0..40 {
+        h.append(i, batch(1, i as u8, 200)).expect("append");
+    }
+    let segments = h.log.segment_count();
+    h.input(LogInput::DeleteBefore { offset: 20 });
+    assert_eq!(h.log.log_start_offset(), 20);
+    assert!(h.log.segment_count() < segments);
+    assert!(matches!(
+        h.read(5, 100),
+        Err(ReadError::OffsetOutOfRange { .. })
+    ));
+    h.disk.crash();
+    h.reopen(small_config());
+    assert_eq!(h.log.log_start_offset(), 20);
+    assert!(h.read(20, 100).is_ok());
+}
+
+// Retention by size deletes the oldest segments on the retention timer.
+#[test]
+fn retention_by_size_runs_on_its_timer() {
+    let mut config = small_config();
+    config.retention_bytes = Some(8192);
+    config.retention_check_interval = Duration::from_secs(1);
+    let mut h = Harness::open(config);
+    for i in 0..100 {
+        h.append(i, batch(1, i as u8, 200)).expect("append");
+    }
+    assert!(h.log.size_bytes() > 8192);
+    let deadline = h.log.poll_timeout().expect("retention timer armed");
+    h.now = deadline;
+    h.input(LogInput::Timeout);
+    assert!(
+        h.log.size_bytes() <= 8192 + 4096,
+        "size {}",
+        h.log.size_bytes()
+    );
+    assert!(h.log.log_start_offset() > 0);
+}
+
+// Each bad batch is refused with a typed error and nothing is written.
+#[test]
+fn bad_batches_are_refused_without_writing() {
+    let mut h = Harness::open(small_config());
+    let mut corrupt = batch(1, 1, 10).to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    assert!(matches!(
+        h.append(1, Bytes::from(corrupt)),
+        Err(AppendError::InvalidBatch(BatchError::CrcMismatch { .. }))
+    ));
+    assert!(matches!(
+        h.append(2, batch(1, 1, 3000)),
+        Err(AppendError::InvalidBatch(BatchError::TooLarge { .. }))
+    ));
+    assert!(matches!(
+        h.append(3, Bytes::from_static(b"junk")),
+        Err(AppendError::InvalidBatch(_))
+    ));
+    assert_eq!(h.log.log_end_offset(), 0);
+}
+
+// A torn tail (a write that was never synced and only partly reached the disk) is cut
+// quietly; a corrupted synced batch is cut and reported as lost durable data.
+#[test]
+fn recovery_cuts_torn_tails_quietly_and_reports_synced_corruption() {
+    let mut config = small_config();
+    config.sync_policy = SyncPolicy::Explicit;
+    let mut h = Harness::open(config.clone());
+    h.append(1, batch(2, 1, 50)).expect("append");
+    h.input(LogInput::Sync);
+    assert_eq!(h.log.durable_offset(), 2);
+    h.append(2, batch(2, 2, 50)).expect("append");
+    let file = "t-0/00000000000000000000.log".to_string();
+    let len = h.disk.volatile[&file].len();
+    let torn = h.disk.volatile[&file][..len - 10].to_vec();
+    h.disk.durable.insert(file.clone(), torn);
+    h.disk.crash();
+    h.reopen(config.clone());
+    let report = recovered(&h.events);
+    assert!(matches!(
+        report.cut,
+        Some(Cut {
+            reason: CutReason::TornTail,
+            offset: 2,
+            ..
+        })
+    ));
+    assert_eq!(report.durable_data_lost, None);
+    assert_eq!(h.log.log_end_offset(), 2);
+    h.input(LogInput::Sync);
+    // Flip a byte inside the synced first batch.
+    h.disk.durable.get_mut(&file).expect("file")[70] ^= 0x40;
+    h.disk.crash();
+    h.reopen(config);
+    let report = recovered(&h.events);
+    assert!(matches!(
+        report.cut,
+        Some(Cut {
+            reason: CutReason::Corrupt(_),
+            offset: 0,
+            ..
+        })
+    ));
+    assert_eq!(report.durable_data_lost, Some((0, 2)));
+}
+
+fn recovered(events: &[LogOutput]) -> RecoveryReport {
+    events
+        .iter()
+        .find_map(|e| match e {
+            LogOutput::Recovered(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("recovered")
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Append {
+        records: usize,
+        len: usize,
+    },
+    Read {
+        offset_permille: u16,
+        bytes_max: u32,
+    },
+    Sync,
+    Crash,
+    Truncate {
+        offset_permille: u16,
+    },
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (1usize..5, 0usize..400).prop_map(|(records, len)| Op::Append { records, len }),
+        3 => (0u16..1001, 1u32..3000).prop_map(|(offset_permille, bytes_max)| Op::Read { offset_permille, bytes_max }),
+        2 => Just(Op::Sync),
+        1 => Just(Op::Crash),
+        1 => (0u16..1001).prop_map(|offset_permille| Op::Truncate { offset_permille }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    // Model test: the log behaves like a plain vector of batches. Reads return exactly the
+    // model's bytes from the batch holding the offset; a crash keeps exactly the synced prefix
+    // (the disk here never corrupts, so nothing else may change).
+    #[test]
+    fn log_matches_a_vector_of_batches(ops in proptest::collection::vec(arb_op(), 1..60)) {
+        let mut config = small_config();
+        config.sync_policy = SyncPolicy::Explicit;
+        let mut h = Harness::open(config.clone());
+        let mut model: Vec<(i64, Vec<u8>)> = Vec::new(); // (base offset, stored bytes)
+        let mut next_id = 0u64;
+        for op in ops {
+            next_id += 1;
+            match op {
+                Op::Append { records, len } => {
+                    let b = batch(records, next_id as u8, len);
+                    let (base, _) = h.append(next_id, b.clone()).expect("append");
+                    let mut stored = b.to_vec();
+                    record_batch::set_base_offset(&mut stored, base);
+                    record_batch::set_partition_leader_epoch(&mut stored, 3);
+                    prop_assert_eq!(base, model.last().map_or(0, |(o, b)| o + BatchHeader::parse(b).expect("h").records_count as i64));
+                    model.push((base, stored));
+                }
+                Op::Read { offset_permille, bytes_max } => {
+                    let end = h.log.log_end_offset();
+                    let offset = end * i64::from(offset_permille) / 1000;
+                    let result = h.read(offset, bytes_max).expect("read in range");
+                    let first = model.iter().position(|(o, b)| {
+                        let h = BatchHeader::parse(b).expect("h");
+                        *o <= offset && offset < o + h.records_count as i64
+                    });
+                    match first {
+                        None => prop_assert!(result.batches.is_empty()),
+                        Some(i) => prop_assert!(result.batches.starts_with(&model[i].1)),
+                    }
+                    let mut expected = Vec::new();
+                    for (_, b) in model.iter().skip(first.unwrap_or(model.len())) {
+                        if expected.len() >= result.batches.len() { break; }
+                        expected.extend_from_slice(b);
+                    }
+                    prop_assert_eq!(&result.batches[..], &expected[..result.batches.len()]);
+                }
+                Op::Sync => {
+                    h.input(LogInput::Sync);
+                    prop_assert_eq!(h.log.durable_offset(), h.log.log_end_offset());
+                }
+                Op::Crash => {
+                    // Everything durable survives; unsynced data may survive too (a later sync of
+                    // the same file can carry it), but only as a prefix of what was written.
+                    let durable = h.log.durable_offset();
+                    let end = h.log.log_end_offset();
+                    h.disk.crash();
+                    h.reopen(config.clone());
+                    let recovered_end = h.log.log_end_offset();
+                    prop_assert!(durable <= recovered_end && recovered_end <= end);
+                    model.retain(|(o, _)| *o < recovered_end);
+                    prop_assert_eq!(recovered(&h.events).durable_data_lost, None);
+                }
+                Op::Truncate { offset_permille } => {
+                    // Any offset, not just batch starts: the cut lands at the start of the batch
+                    // that holds it, as in Kafka.
+                    let end = h.log.log_end_offset();
+                    let offset = end * i64::from(offset_permille) / 1000;
+                    h.input(LogInput::TruncateTo { offset });
+                    model.retain(|(o, b)| o + BatchHeader::parse(b).expect("h").records_count as i64 <= offset);
+                    let expected_end = model.last().map_or(0, |(o, b)| o + BatchHeader::parse(b).expect("h").records_count as i64);
+                    prop_assert_eq!(h.log.log_end_offset(), expected_end.min(end));
+                }
+            }
+        }
+    }
+}
