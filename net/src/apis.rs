@@ -3,7 +3,7 @@
 //! A client picks, for every API, the highest version that both it and the broker support, so
 //! the table must list exactly what the broker can serve: advertising a version we cannot honour
 //! turns into a client-visible protocol error much later. Every range here lies within what
-//! `kafka-protocol` 0.18 can decode and encode, and the request guard in [`crate::guard`] covers
+//! `kafka-protocol` 0.18 can decode and encode, and the request guard in the guard (`guard.rs`) covers
 //! each version (a test checks both).
 //!
 //! Why these ranges:

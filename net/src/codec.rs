@@ -10,7 +10,7 @@
 //! an API we do not implement, or a version outside [`crate::SUPPORTED_APIS`], is reported before
 //! the rest of the header is parsed, because its header layout may be one we do not know. Then the
 //! request header is parsed at the version the API key and version dictate (v1, or v2 with tagged
-//! fields for flexible versions, KIP-482), the body is checked by [`crate::guard`] so that
+//! fields for flexible versions, KIP-482), the body is checked by the guard (`guard.rs`) so that
 //! `kafka-protocol` never pre-allocates from a hostile count, and finally decoded. Trailing bytes
 //! after the body are rejected: they mean the client and we disagree about the schema.
 //!

@@ -112,9 +112,9 @@ impl FrameDecoder {
         };
         let frame_end = FRAME_PREFIX_BYTES + size as usize;
         if self.buffer.len() < frame_end {
-            // Reserve only up to the announced (already bounded) size, so the next reads land
-            // in place without repeated reallocation.
-            self.buffer.reserve(frame_end - self.buffer.len());
+            // No reservation of the announced size: a peer that sends a 4-byte prefix claiming
+            // the maximum and then stalls costs only what it actually sent, even across many
+            // connections. The buffer grows with the bytes that arrive.
             return Ok(None);
         }
         self.buffer.advance(FRAME_PREFIX_BYTES);

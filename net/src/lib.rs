@@ -17,12 +17,14 @@
 #![warn(missing_docs)]
 
 pub mod apis;
+pub mod client;
 pub mod codec;
 pub mod frame;
 mod guard;
 pub mod peer;
 
 pub use apis::{api_versions_response, supported_api, SupportedApi, SUPPORTED_APIS};
+pub use client::{Client, ClientConfig, ClientError};
 pub use codec::{
     decode_request, decode_response, encode_request, encode_response, DecodedRequest, EncodeError,
     ErrorReply, Malformed, RequestError, ResponseContext, ResponseError,
@@ -30,3 +32,6 @@ pub use codec::{
 pub use frame::{FrameDecoder, FrameError, SOCKET_REQUEST_MAX_BYTES_DEFAULT};
 pub use kafka_protocol;
 pub use peer::{encode_peer_frame, PeerFrameDecoder, PeerFrameError};
+
+#[cfg(test)]
+mod tests;

@@ -263,6 +263,7 @@ enum Pending {
     CheckpointWrite,
     CheckpointSync {
         round: bool,
+        cut: Option<Box<CutPlan>>,
     },
     Read(read::ReadState),
     Truncate {
@@ -270,6 +271,22 @@ enum Pending {
         final_step: bool,
     },
     Delete,
+}
+
+/// File changes of a truncation, made only once a checkpoint with the lowered recovery point
+/// is durable, so no crash or failed write can leave a recovery point above the data.
+#[derive(Clone, Debug)]
+pub(super) struct CutPlan {
+    /// New log end offset.
+    pub(super) offset: i64,
+    /// Segment to cut, if any survives.
+    pub(super) segment: Option<i64>,
+    /// File position of the cut.
+    pub(super) position: u64,
+    /// Whether the file is longer than `position` and needs the truncate.
+    pub(super) truncate_file: bool,
+    /// Later segments to delete.
+    pub(super) delete: Vec<i64>,
 }
 
 #[derive(Clone, Debug)]
@@ -295,6 +312,10 @@ pub struct Log {
     segments: BTreeMap<i64, Segment>,
     log_start_offset: i64,
     durable_offset: i64,
+    /// Every batch below this is synced (its segment syncs completed), though the checkpoint
+    /// saying so may still be in flight. Every checkpoint written carries it, so a checkpoint
+    /// written for another reason never claims less than one written just before it.
+    recovery_point: i64,
     checkpoint_sequence: u64,
     sync_round: Option<SyncRound>,
     sync_requested: bool,
@@ -319,6 +340,7 @@ impl Log {
             segments: BTreeMap::new(),
             log_start_offset: 0,
             durable_offset: 0,
+            recovery_point: 0,
             checkpoint_sequence: 0,
             sync_round: None,
             sync_requested: false,
@@ -402,6 +424,11 @@ impl Log {
     /// True after a storage fault.
     pub fn is_faulted(&self) -> bool {
         matches!(self.state, State::Faulted(_))
+    }
+
+    /// True while a truncation is locating its cut or waiting behind another.
+    pub fn is_truncating(&self) -> bool {
+        self.truncation_in_progress || self.truncation_queued.is_some()
     }
 
     /// Why the log faulted, if it did.
@@ -514,13 +541,20 @@ impl Log {
         }
         match pending {
             Pending::SegmentSync => self.on_segment_synced(),
-            Pending::CheckpointSync { round: true } => self.on_round_complete(),
+            Pending::CheckpointSync { round: true, .. } => self.on_round_complete(),
+            Pending::CheckpointSync {
+                round: false,
+                cut: Some(plan),
+            } => self.apply_cut_plan(*plan),
             Pending::Truncate {
                 offset,
                 final_step: true,
             } => self.outbox.push_back(LogOutput::Truncated { offset }),
             Pending::CheckpointWrite
-            | Pending::CheckpointSync { round: false }
+            | Pending::CheckpointSync {
+                round: false,
+                cut: None,
+            }
             | Pending::Truncate {
                 final_step: false, ..
             }
@@ -657,11 +691,13 @@ impl Log {
 
     fn write_round_checkpoint(&mut self) {
         let round = self.sync_round.expect("a round is running");
-        self.write_checkpoint(round.target, true);
+        self.recovery_point = self.recovery_point.max(round.target);
+        self.write_checkpoint(true, None);
     }
 
-    /// Writes and syncs the next checkpoint slot.
-    fn write_checkpoint(&mut self, recovery_point: i64, round: bool) {
+    /// Writes and syncs the next checkpoint slot; once it is durable, applies `cut`.
+    fn write_checkpoint(&mut self, round: bool, cut: Option<CutPlan>) {
+        let recovery_point = self.recovery_point;
         self.checkpoint_sequence += 1;
         let checkpoint = Checkpoint {
             sequence: self.checkpoint_sequence,
@@ -678,7 +714,11 @@ impl Log {
             },
             Pending::CheckpointWrite,
         );
-        self.emit_disk(DiskOp::Sync { file }, Pending::CheckpointSync { round });
+        let cut = cut.map(Box::new);
+        self.emit_disk(
+            DiskOp::Sync { file },
+            Pending::CheckpointSync { round, cut },
+        );
     }
 
     fn on_round_complete(&mut self) {
@@ -724,16 +764,18 @@ impl Log {
         if !self.is_ready() {
             return;
         }
+        if failed && cut.is_none() {
+            // The disk would not say where the batch starts. Dropping the truncation would
+            // leave divergent data in place, so stop and let the owner recover the log.
+            return self.fault(FaultReason::Disk(DiskError::Io));
+        }
+        let holder = |offset: i64| self.segments.range(..=offset).next_back().map(|(b, _)| *b);
         match cut {
-            Some((offset, position))
-                if self.segments.range(..=offset).next_back().map(|(b, _)| *b) == Some(segment) =>
-            {
+            Some((offset, position)) if holder(offset) == Some(segment) => {
                 self.truncate_at(offset, position)
             }
             _ => {
-                // Nothing at or after the offset any more (an earlier truncation won), or the
-                // read failed: nothing to cut now.
-                let _ = failed;
+                // Nothing at or after the offset any more: an earlier truncation already cut it.
                 self.truncation_in_progress = false;
                 self.run_queued_truncation();
             }
@@ -746,46 +788,71 @@ impl Log {
         }
     }
 
-    /// Cuts the log at `offset`, the start of a batch at `position` in its segment.
+    /// Cuts the log at `offset`, the start of a batch at `position` in its segment. Memory
+    /// changes now; the files change once the lowered checkpoint is durable, and appends wait
+    /// (refused as not ready) until then so none lands in the doomed region.
     fn truncate_at(&mut self, offset: i64, position: u64) {
-        // The checkpoint goes first so a crash after the truncation never looks like lost
-        // synced data; requests run in order, so it is durable before the file shrinks.
+        // The batch holding the log start offset may begin below it; cutting that batch empties
+        // the log, which then starts at the cut (Kafka's truncate-fully-and-start-at).
+        self.log_start_offset = self.log_start_offset.min(offset);
         self.durable_offset = self.durable_offset.min(offset);
+        self.recovery_point = self.recovery_point.min(offset);
         if let Some(round) = self.sync_round.as_mut() {
             round.target = round.target.min(offset);
         }
-        self.write_checkpoint(self.durable_offset, false);
-        let doomed: Vec<i64> = self.segments.range(offset + 1..).map(|(b, _)| *b).collect();
-        for base in doomed {
-            self.segments.remove(&base);
-            let file = self.segment_path(base);
-            self.emit_disk(DiskOp::Delete { file }, Pending::Delete);
+        let delete: Vec<i64> = self.segments.range(offset + 1..).map(|(b, _)| *b).collect();
+        for base in &delete {
+            self.segments.remove(base);
         }
-        let (&base, segment) = self
+        let (&segment, seg) = self
             .segments
             .range_mut(..=offset)
             .next_back()
             .expect("in range");
-        segment.truncate(offset, position);
-        let file = self.segment_path(base);
-        let truncate = DiskOp::Truncate {
-            file: file.clone(),
-            len: position,
+        seg.truncate(offset, position);
+        let plan = CutPlan {
+            offset,
+            segment: Some(segment),
+            position,
+            truncate_file: true,
+            delete,
         };
-        self.emit_disk(
-            truncate,
-            Pending::Truncate {
-                offset,
-                final_step: false,
-            },
-        );
-        self.emit_disk(
-            DiskOp::Sync { file },
-            Pending::Truncate {
-                offset,
-                final_step: true,
-            },
-        );
+        self.write_checkpoint(false, Some(plan));
+    }
+
+    /// The lowered checkpoint is durable: now cut the files.
+    fn apply_cut_plan(&mut self, plan: CutPlan) {
+        for base in &plan.delete {
+            let file = self.segment_path(*base);
+            self.emit_disk(DiskOp::Delete { file }, Pending::Delete);
+        }
+        let offset = plan.offset;
+        if let Some(segment) = plan.segment {
+            let file = self.segment_path(segment);
+            if plan.truncate_file {
+                let truncate = DiskOp::Truncate {
+                    file: file.clone(),
+                    len: plan.position,
+                };
+                self.emit_disk(
+                    truncate,
+                    Pending::Truncate {
+                        offset,
+                        final_step: false,
+                    },
+                );
+            }
+            self.emit_disk(
+                DiskOp::Sync { file },
+                Pending::Truncate {
+                    offset,
+                    final_step: true,
+                },
+            );
+        } else {
+            // Only deletions, which the driver makes durable as it runs them.
+            self.outbox.push_back(LogOutput::Truncated { offset });
+        }
         self.truncation_in_progress = false;
         self.run_queued_truncation();
     }
@@ -795,7 +862,7 @@ impl Log {
             return;
         }
         self.log_start_offset = offset.min(self.log_end_offset());
-        self.write_checkpoint(self.durable_offset, false);
+        self.write_checkpoint(false, None);
         self.delete_segments_below_log_start();
     }
 

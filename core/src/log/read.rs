@@ -40,7 +40,12 @@ pub(super) struct ReadState {
     position_offset: i64,
     /// Who asked.
     purpose: ReadPurpose,
+    /// Re-reads after a failed check (truncations only).
+    rereads: u32,
 }
+
+/// How often a truncation re-reads a batch that failed its check before giving up.
+const LOCATE_REREADS_MAX: u32 = 2;
 
 /// Why a read runs: for a client, or to find where a truncation must cut.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +102,7 @@ impl Log {
             position,
             position_offset,
             purpose,
+            rereads: 0,
         };
         self.issue_read(state, 0);
     }
@@ -119,6 +125,7 @@ impl Log {
             position,
             position_offset,
             purpose: ReadPurpose::Truncate,
+            rereads: 0,
         };
         self.issue_read(state, 0);
     }
@@ -206,12 +213,12 @@ impl Log {
                 Ok(header) if header.base_offset == expected => header,
                 Ok(_) => {
                     let error = BatchError::InvalidRecord("batch offset out of sequence");
-                    return self.read_corrupt(state, expected, error);
+                    return self.read_corrupt(state, expected, consumed, error);
                 }
                 Err(BatchError::Truncated { needed, .. }) => {
                     return self.on_read_window_end(state, data, first, consumed, expected, needed)
                 }
-                Err(error) => return self.read_corrupt(state, expected, error),
+                Err(error) => return self.read_corrupt(state, expected, consumed, error),
             };
             let size = header.size() as usize;
             if header.next_offset() <= state.offset {
@@ -269,9 +276,23 @@ impl Log {
         }
     }
 
-    fn read_corrupt(&mut self, state: ReadState, offset: i64, error: BatchError) {
-        // For a truncation, a damaged batch is cut along with everything after it.
-        let cut = (offset, state.position);
-        self.finish_state(&state, Err(ReadError::Corrupt { offset, error }), Some(cut))
+    fn read_corrupt(
+        &mut self,
+        mut state: ReadState,
+        offset: i64,
+        consumed: usize,
+        error: BatchError,
+    ) {
+        if state.purpose == ReadPurpose::Truncate {
+            // The bad bytes may have been flipped in transit: read again. Damage that stays is
+            // not this truncation's to cut quietly; failing hands it to recovery, which reports.
+            if state.rereads < LOCATE_REREADS_MAX {
+                state.rereads += 1;
+                return self.issue_read(state, 0);
+            }
+            let _ = consumed;
+            return self.finish_state(&state, Err(ReadError::Corrupt { offset, error }), None);
+        }
+        self.finish_state(&state, Err(ReadError::Corrupt { offset, error }), None)
     }
 }

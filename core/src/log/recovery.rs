@@ -9,7 +9,7 @@
 
 use super::checkpoint::{Checkpoint, CHECKPOINT_LEN, SLOTS};
 use super::segment::Segment;
-use super::{FaultReason, Log, LogOutput, Pending, State};
+use super::{CutPlan, FaultReason, Log, LogOutput, Pending, State};
 use crate::canary::Canary;
 use crate::constants::{BATCH_BYTES_MAX_LIMIT, RECOVERY_READ_BYTES};
 use crate::io::{DiskError, DiskOp, DiskOutcome};
@@ -61,6 +61,10 @@ pub struct RecoveryReport {
     pub durable_data_lost: Option<(i64, i64)>,
     /// Checkpoint files existed but none was readable.
     pub checkpoint_lost: bool,
+    /// At least one checkpoint slot was unreadable: either a checkpoint write was torn by a
+    /// crash (harmless: it never became durable) or a durable one was damaged, in which case
+    /// the recovery point above may be too low to notice lost data.
+    pub checkpoint_damaged: bool,
 }
 
 /// What a recovery disk request is for.
@@ -69,7 +73,6 @@ pub(super) enum Step {
     List,
     CheckpointRead,
     SegmentRead,
-    Cleanup,
 }
 
 /// Recovery progress.
@@ -86,10 +89,16 @@ pub(super) struct Recovery {
     expected_next: Option<i64>,
     best_checkpoint: Option<Checkpoint>,
     checkpoint_files: u32,
+    checkpoint_unreadable: u32,
     checkpoint_reads_outstanding: u32,
     scan_done: bool,
     cut: Option<Cut>,
+    /// Re-reads of the current position after a failed check.
+    rereads: u32,
 }
+
+/// How often recovery re-reads a batch that failed its check before cutting there.
+const RECOVERY_REREADS_MAX: u32 = 2;
 
 impl Log {
     pub(super) fn start_recovery(&mut self, now: Instant) {
@@ -112,12 +121,6 @@ impl Log {
         step: Step,
         result: Result<DiskOutcome, DiskError>,
     ) {
-        if let Step::Cleanup = step {
-            if let Err(e) = result {
-                self.fault(FaultReason::Disk(e));
-            }
-            return;
-        }
         if !matches!(self.state, State::Recovering(_)) {
             return;
         }
@@ -239,6 +242,7 @@ impl Log {
             match checked {
                 Ok(header) if header.base_offset == expected => {
                     recovery.expected_next = Some(header.next_offset());
+                    recovery.rereads = 0;
                     consumed += header.size() as usize;
                     self.segments
                         .get_mut(&base)
@@ -267,6 +271,16 @@ impl Log {
                     recovery.carry = rest.to_vec();
                     recovery.scan_position = position;
                     return self.read_next_chunk(now, needed);
+                }
+                Err(e) if self.recovery().rereads < RECOVERY_REREADS_MAX => {
+                    // A bad batch may be a bit flipped on the way from the disk rather than on
+                    // it: read it again before cutting synced data.
+                    let recovery = self.recovery();
+                    recovery.rereads += 1;
+                    recovery.carry.clear();
+                    recovery.scan_position = position;
+                    let _ = e;
+                    return self.read_next_chunk(now, 0);
                 }
                 Err(e) => return self.cut_scan(now, base, position, CutReason::Corrupt(e)),
             }
@@ -322,20 +336,23 @@ impl Log {
         let recovery_point = checkpoint.map_or(0, |c| c.recovery_point);
         self.checkpoint_sequence = checkpoint.map_or(0, |c| c.sequence);
         self.log_start_offset = checkpoint.map_or(0, |c| c.log_start_offset);
-        self.apply_cut_on_disk(&recovery);
+        let mut plan = self.plan_recovery_cut(&recovery);
         let mut log_end_offset = self.log_end_offset();
+        let surviving_end = log_end_offset.max(self.log_start_offset);
         if self.segments.is_empty() || log_end_offset < self.log_start_offset {
-            self.restart_at_log_start(now);
+            plan = self.restart_at_log_start(now, &recovery);
             log_end_offset = self.log_start_offset;
         }
         if self.log_start_offset < self.segments.keys().next().copied().unwrap_or(0) {
             self.log_start_offset = *self.segments.keys().next().expect("not empty");
         }
         self.durable_offset = recovery_point.clamp(self.log_start_offset, log_end_offset);
+        self.recovery_point = self.durable_offset;
         for segment in self.segments.values_mut() {
             segment.dirty = segment.next_offset > self.durable_offset || segment.size == 0;
         }
-        let lost = (log_end_offset < recovery_point).then_some((log_end_offset, recovery_point));
+        // Offsets below the log start were deleted on purpose; only the rest counts as lost.
+        let lost = (surviving_end < recovery_point).then_some((surviving_end, recovery_point));
         let report = RecoveryReport {
             log_start_offset: self.log_start_offset,
             log_end_offset,
@@ -343,7 +360,13 @@ impl Log {
             cut: recovery.cut,
             durable_data_lost: lost,
             checkpoint_lost: recovery.checkpoint_files > 0 && checkpoint.is_none(),
+            checkpoint_damaged: recovery.checkpoint_unreadable > 0,
         };
+        if let Some(plan) = plan {
+            // Lower the recovery point durably before cutting, as any truncation does.
+            self.truncation_in_progress = true;
+            self.write_checkpoint(false, Some(plan));
+        }
         self.outbox.push_back(LogOutput::Recovered(report));
         // Whatever survived may sit only in the page cache of a crashed process: sync it and
         // write a checkpoint before claiming it durable.
@@ -352,9 +375,10 @@ impl Log {
         self.arm_retention(now);
     }
 
-    /// Truncates the cut segment and deletes every segment file after it.
-    fn apply_cut_on_disk(&mut self, recovery: &Recovery) {
-        let Some(cut) = &recovery.cut else { return };
+    /// Applies the cut in memory and plans the file changes: truncate the cut segment, delete
+    /// every segment file after it.
+    fn plan_recovery_cut(&mut self, recovery: &Recovery) -> Option<CutPlan> {
+        let cut = recovery.cut.as_ref()?;
         let file_len = recovery
             .files
             .iter()
@@ -364,34 +388,40 @@ impl Log {
             segment.truncate(cut.offset, cut.position);
             segment.dirty = true;
         }
-        if cut.position < file_len {
-            let file = self.segment_path(cut.segment);
-            let op = DiskOp::Truncate {
-                file,
-                len: cut.position,
-            };
-            self.emit_disk(op, Pending::Recovery(Step::Cleanup));
+        let delete: Vec<i64> = recovery
+            .files
+            .iter()
+            .map(|(b, _)| *b)
+            .filter(|b| *b > cut.segment)
+            .collect();
+        for base in &delete {
+            self.segments.remove(base);
         }
-        for &(base, _) in recovery.files.iter().filter(|(b, _)| *b > cut.segment) {
-            self.segments.remove(&base);
-            let file = self.segment_path(base);
-            self.emit_disk(DiskOp::Delete { file }, Pending::Recovery(Step::Cleanup));
-        }
+        Some(CutPlan {
+            offset: cut.offset,
+            segment: Some(cut.segment),
+            position: cut.position,
+            truncate_file: cut.position < file_len,
+            delete,
+        })
     }
 
     /// The surviving data ends below the log start offset (an unsynced tail was lost after
-    /// records were deleted): drop every segment and continue from the log start offset, so
-    /// no offset is ever handed out twice.
-    fn restart_at_log_start(&mut self, now: Instant) {
-        let bases: Vec<i64> = self.segments.keys().copied().collect();
-        for base in bases {
-            self.segments.remove(&base);
-            let file = self.segment_path(base);
-            self.emit_disk(DiskOp::Delete { file }, Pending::Recovery(Step::Cleanup));
-        }
+    /// records were deleted, or damage cut below it): every segment file goes, and the log
+    /// continues empty from the log start offset, so no offset is ever handed out twice.
+    fn restart_at_log_start(&mut self, now: Instant, recovery: &Recovery) -> Option<CutPlan> {
+        self.segments.clear();
         let start = self.log_start_offset;
         let segment = Segment::new(start, now, self.config.index_interval_bytes);
         self.segments.insert(start, segment);
+        let delete: Vec<i64> = recovery.files.iter().map(|(b, _)| *b).collect();
+        Some(CutPlan {
+            offset: start,
+            segment: None,
+            position: 0,
+            truncate_file: false,
+            delete,
+        })
     }
 }
 

@@ -19,7 +19,9 @@ use crate::codec::{decode_response, encode_request, response_correlation_id};
 use crate::frame::FrameDecoder;
 use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, RequestHeader, RequestKind, ResponseKind,
+};
 use kafka_protocol::protocol::StrBytes;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -87,19 +89,31 @@ impl Drop for Connection {
 
 impl Connection {
     /// Connects to `address` and negotiates API versions.
-    pub async fn connect(address: &str, config: ConnectionConfig) -> Result<Connection, ClientError> {
-        let connect_error = |detail: String| ClientError::Connect { addresses: vec![address.to_owned()], detail };
+    pub async fn connect(
+        address: &str,
+        config: ConnectionConfig,
+    ) -> Result<Connection, ClientError> {
+        let connect_error = |detail: String| ClientError::Connect {
+            addresses: vec![address.to_owned()],
+            detail,
+        };
         let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(address))
             .await
             .map_err(|_| connect_error("connect timed out".to_owned()))?
             .map_err(|error| connect_error(error.to_string()))?;
         // Requests are small and latency matters more than packet count.
-        stream.set_nodelay(true).map_err(|error| connect_error(error.to_string()))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|error| connect_error(error.to_string()))?;
         let (read_half, write_half) = stream.into_split();
         let pending = Arc::new(Mutex::new(Pending::default()));
         let (outgoing, outgoing_rx) = mpsc::unbounded_channel();
         let writer = tokio::spawn(write_loop(write_half, outgoing_rx, pending.clone()));
-        let reader = tokio::spawn(read_loop(read_half, config.response_bytes_max, pending.clone()));
+        let reader = tokio::spawn(read_loop(
+            read_half,
+            config.response_bytes_max,
+            pending.clone(),
+        ));
         let mut connection = Connection {
             address: address.to_owned(),
             in_flight: Semaphore::new(config.in_flight_max as usize),
@@ -127,35 +141,70 @@ impl Connection {
 
     /// The version to use for `api_key` with this broker.
     pub fn version(&self, api_key: ApiKey) -> Result<i16, ClientError> {
-        self.versions.get(&(api_key as i16)).copied().ok_or(ClientError::UnsupportedVersion { api_key })
+        self.versions
+            .get(&(api_key as i16))
+            .copied()
+            .ok_or(ClientError::UnsupportedVersion { api_key })
     }
 
     /// Sends `body` at the negotiated version and waits for the response.
-    pub async fn send(&self, api_key: ApiKey, body: RequestKind) -> Result<ResponseKind, ClientError> {
+    pub async fn send(
+        &self,
+        api_key: ApiKey,
+        body: RequestKind,
+    ) -> Result<ResponseKind, ClientError> {
         let version = self.version(api_key)?;
         self.send_at(api_key, version, body).await
     }
 
     /// Sends `body` at an explicit version and waits for the response, within the timeout.
-    pub async fn send_at(&self, api_key: ApiKey, api_version: i16, body: RequestKind) -> Result<ResponseKind, ClientError> {
-        let _permit = self.in_flight.acquire().await.map_err(|_| self.closed_error())?;
+    pub async fn send_at(
+        &self,
+        api_key: ApiKey,
+        api_version: i16,
+        body: RequestKind,
+    ) -> Result<ResponseKind, ClientError> {
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| self.closed_error())?;
         let (frame, correlation_id) = self.encode(api_key, api_version, &body)?;
         let (reply, response) = oneshot::channel();
         {
             let mut pending = lock(&self.pending);
             if let Some(detail) = &pending.closed {
-                return Err(ClientError::ConnectionClosed { detail: detail.clone() });
+                return Err(ClientError::ConnectionClosed {
+                    detail: detail.clone(),
+                });
             }
-            pending.requests.insert(correlation_id, PendingRequest { api_key, api_version, reply });
+            pending.requests.insert(
+                correlation_id,
+                PendingRequest {
+                    api_key,
+                    api_version,
+                    reply,
+                },
+            );
         }
-        if self.outgoing.send(Outgoing { frame, written: None }).is_err() {
+        if self
+            .outgoing
+            .send(Outgoing {
+                frame,
+                written: None,
+            })
+            .is_err()
+        {
             return Err(self.closed_error());
         }
         match tokio::time::timeout(self.config.request_timeout, response).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(self.closed_error()),
             Err(_) => {
-                close(&self.pending, format!("{api_key:?} request {correlation_id} timed out"));
+                close(
+                    &self.pending,
+                    format!("{api_key:?} request {correlation_id} timed out"),
+                );
                 Err(ClientError::Timeout { api_key })
             }
         }
@@ -163,11 +212,22 @@ impl Connection {
 
     /// Sends a request the broker does not answer (Produce with acks=0); returns once the frame
     /// has been written to the socket.
-    pub async fn send_without_response(&self, api_key: ApiKey, body: RequestKind) -> Result<(), ClientError> {
+    pub async fn send_without_response(
+        &self,
+        api_key: ApiKey,
+        body: RequestKind,
+    ) -> Result<(), ClientError> {
         let api_version = self.version(api_key)?;
         let (frame, _) = self.encode(api_key, api_version, &body)?;
         let (written, done) = oneshot::channel();
-        if self.outgoing.send(Outgoing { frame, written: Some(written) }).is_err() {
+        if self
+            .outgoing
+            .send(Outgoing {
+                frame,
+                written: Some(written),
+            })
+            .is_err()
+        {
             return Err(self.closed_error());
         }
         match tokio::time::timeout(self.config.request_timeout, done).await {
@@ -180,7 +240,12 @@ impl Connection {
         }
     }
 
-    fn encode(&self, api_key: ApiKey, api_version: i16, body: &RequestKind) -> Result<(Bytes, i32), ClientError> {
+    fn encode(
+        &self,
+        api_key: ApiKey,
+        api_version: i16,
+        body: &RequestKind,
+    ) -> Result<(Bytes, i32), ClientError> {
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
         let header = RequestHeader::default()
             .with_request_api_key(api_key as i16)
@@ -191,7 +256,10 @@ impl Connection {
     }
 
     fn closed_error(&self) -> ClientError {
-        let detail = lock(&self.pending).closed.clone().unwrap_or_else(|| "connection closed".to_owned());
+        let detail = lock(&self.pending)
+            .closed
+            .clone()
+            .unwrap_or_else(|| "connection closed".to_owned());
         ClientError::ConnectionClosed { detail }
     }
 
@@ -199,31 +267,50 @@ impl Connection {
     /// answers with v0 and UNSUPPORTED_VERSION, listing its range, and we ask again at the
     /// highest version both sides know.
     async fn api_versions(&self) -> Result<Vec<ApiVersion>, ClientError> {
-        let ours = SUPPORTED_APIS.iter().find(|api| api.api_key == ApiKey::ApiVersions);
+        let ours = SUPPORTED_APIS
+            .iter()
+            .find(|api| api.api_key == ApiKey::ApiVersions);
         let ours = ours.expect("SUPPORTED_APIS lists ApiVersions");
         let mut version = ours.max_version;
         for _attempt in 0..2 {
             let request = ApiVersionsRequest::default()
                 .with_client_software_name(StrBytes::from_static_str("seedlog-net"))
                 .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-            let response = self.send_at(ApiKey::ApiVersions, version, RequestKind::ApiVersions(request)).await?;
+            let response = self
+                .send_at(
+                    ApiKey::ApiVersions,
+                    version,
+                    RequestKind::ApiVersions(request),
+                )
+                .await?;
             let ResponseKind::ApiVersions(response) = response else {
-                return Err(ClientError::misbehaved("ApiVersions answered with another API"));
+                return Err(ClientError::misbehaved(
+                    "ApiVersions answered with another API",
+                ));
             };
             if response.error_code != UNSUPPORTED_VERSION {
                 ClientError::check(response.error_code, None)?;
                 return Ok(response.api_keys);
             }
-            let theirs = response.api_keys.iter().find(|api| api.api_key == ApiKey::ApiVersions as i16);
+            let theirs = response
+                .api_keys
+                .iter()
+                .find(|api| api.api_key == ApiKey::ApiVersions as i16);
             let Some(theirs) = theirs else {
-                return Err(ClientError::UnsupportedVersion { api_key: ApiKey::ApiVersions });
+                return Err(ClientError::UnsupportedVersion {
+                    api_key: ApiKey::ApiVersions,
+                });
             };
             version = theirs.max_version.min(ours.max_version);
             if version < ours.min_version.max(theirs.min_version) {
-                return Err(ClientError::UnsupportedVersion { api_key: ApiKey::ApiVersions });
+                return Err(ClientError::UnsupportedVersion {
+                    api_key: ApiKey::ApiVersions,
+                });
             }
         }
-        Err(ClientError::misbehaved("ApiVersions kept answering UNSUPPORTED_VERSION"))
+        Err(ClientError::misbehaved(
+            "ApiVersions kept answering UNSUPPORTED_VERSION",
+        ))
     }
 }
 
@@ -245,7 +332,9 @@ pub(crate) fn negotiate(ours: &[SupportedApi], theirs: &[ApiVersion]) -> BTreeMa
 fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
     // A panic while holding this lock would be a bug in this module; the state stays usable
     // because every critical section leaves it consistent.
-    pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Marks the connection closed and fails every pending request with `detail`.
@@ -259,11 +348,17 @@ fn close(pending: &Mutex<Pending>, detail: String) {
     };
     for (_, request) in requests {
         // The caller may have given up already; nothing to do then.
-        let _ = request.reply.send(Err(ClientError::ConnectionClosed { detail: detail.clone() }));
+        let _ = request.reply.send(Err(ClientError::ConnectionClosed {
+            detail: detail.clone(),
+        }));
     }
 }
 
-async fn write_loop(mut socket: OwnedWriteHalf, mut outgoing: mpsc::UnboundedReceiver<Outgoing>, pending: Arc<Mutex<Pending>>) {
+async fn write_loop(
+    mut socket: OwnedWriteHalf,
+    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
+    pending: Arc<Mutex<Pending>>,
+) {
     while let Some(Outgoing { frame, written }) = outgoing.recv().await {
         if lock(&pending).closed.is_some() {
             break;
@@ -273,14 +368,20 @@ async fn write_loop(mut socket: OwnedWriteHalf, mut outgoing: mpsc::UnboundedRec
             close(&pending, format!("write failed: {error}"));
         }
         if let Some(written) = written {
-            let _ = written.send(result.map_err(|error| ClientError::ConnectionClosed { detail: error.to_string() }));
+            let _ = written.send(result.map_err(|error| ClientError::ConnectionClosed {
+                detail: error.to_string(),
+            }));
         }
     }
     // Dropping the write half sends FIN; the reader keeps draining until the broker closes.
     let _ = socket.shutdown().await;
 }
 
-async fn read_loop(mut socket: OwnedReadHalf, response_bytes_max: u32, pending: Arc<Mutex<Pending>>) {
+async fn read_loop(
+    mut socket: OwnedReadHalf,
+    response_bytes_max: u32,
+    pending: Arc<Mutex<Pending>>,
+) {
     let mut frames = FrameDecoder::new(response_bytes_max);
     let mut buffer = vec![0u8; 64 * 1024];
     let detail = loop {
@@ -303,11 +404,15 @@ fn deliver_frames(frames: &mut FrameDecoder, pending: &Mutex<Pending>) -> Result
         let correlation_id = response_correlation_id(&frame).map_err(|error| error.to_string())?;
         let request = lock(pending).requests.remove(&correlation_id);
         let Some(request) = request else {
-            return Err(format!("response for unknown correlation id {correlation_id}"));
+            return Err(format!(
+                "response for unknown correlation id {correlation_id}"
+            ));
         };
         let result = decode_response(frame, request.api_key, request.api_version);
         let failed = result.is_err();
-        let _ = request.reply.send(result.map(|(_, body)| body).map_err(ClientError::from));
+        let _ = request
+            .reply
+            .send(result.map(|(_, body)| body).map_err(ClientError::from));
         if failed {
             return Err("malformed response".to_owned());
         }

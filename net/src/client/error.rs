@@ -82,7 +82,9 @@ impl ClientError {
     /// connection may duplicate it.
     pub fn is_retriable(&self) -> bool {
         match self {
-            ClientError::Kafka { code, .. } => KafkaCode::try_from_code(*code).is_some_and(|c| c.is_retriable()),
+            ClientError::Kafka { code, .. } => {
+                KafkaCode::try_from_code(*code).is_some_and(|c| c.is_retriable())
+            }
             ClientError::Connect { .. }
             | ClientError::ConnectionClosed { .. }
             | ClientError::Timeout { .. }
@@ -96,11 +98,16 @@ impl ClientError {
         if code == 0 {
             return Ok(());
         }
-        Err(ClientError::Kafka { code, message: message.map(str::to_owned) })
+        Err(ClientError::Kafka {
+            code,
+            message: message.map(str::to_owned),
+        })
     }
 
     pub(crate) fn misbehaved(detail: impl Into<String>) -> ClientError {
-        ClientError::BrokerMisbehaved { detail: detail.into() }
+        ClientError::BrokerMisbehaved {
+            detail: detail.into(),
+        }
     }
 }
 
@@ -108,18 +115,25 @@ impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::Kafka { code, message } => {
-                let name = KafkaCode::try_from_code(*code).map(|c| c.to_string()).unwrap_or_default();
+                let name = KafkaCode::try_from_code(*code)
+                    .map(|c| c.to_string())
+                    .unwrap_or_default();
                 write!(f, "kafka error {code} {name}")?;
                 match message {
                     Some(message) => write!(f, ": {message}"),
                     None => Ok(()),
                 }
             }
-            ClientError::Connect { addresses, detail } => write!(f, "cannot connect to {addresses:?}: {detail}"),
+            ClientError::Connect { addresses, detail } => {
+                write!(f, "cannot connect to {addresses:?}: {detail}")
+            }
             ClientError::ConnectionClosed { detail } => write!(f, "connection closed: {detail}"),
             ClientError::Timeout { api_key } => write!(f, "{api_key:?} request timed out"),
             ClientError::UnsupportedVersion { api_key } => {
-                write!(f, "broker supports no version of {api_key:?} this client speaks")
+                write!(
+                    f,
+                    "broker supports no version of {api_key:?} this client speaks"
+                )
             }
             ClientError::BrokerMisbehaved { detail } => write!(f, "broker misbehaved: {detail}"),
             ClientError::UnknownTopicOrPartition { topic, partition } => {
@@ -137,7 +151,9 @@ impl std::error::Error for ClientError {}
 
 impl From<EncodeError> for ClientError {
     fn from(error: EncodeError) -> ClientError {
-        ClientError::InvalidArgument { detail: error.to_string() }
+        ClientError::InvalidArgument {
+            detail: error.to_string(),
+        }
     }
 }
 

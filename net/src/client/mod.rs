@@ -10,14 +10,14 @@
 //! - Routing: produce, fetch and list-offsets go to the partition leader named by the cached
 //!   metadata. An error that means the metadata is stale (NOT_LEADER_OR_FOLLOWER, ...) drops
 //!   the cache, so the next call refreshes it. Topic admin requests go to the controller.
-//! - Connections: one pipelined connection per broker ([`connection`]), reopened on the next
+//! - Connections: one pipelined connection per broker (`connection.rs`), reopened on the next
 //!   call after it fails.
 //! - Record batches are encoded and decoded by `seedlog_core::record_batch`, the same code the
 //!   broker's log uses.
 
-mod connection;
+pub(crate) mod connection;
 mod error;
-mod requests;
+pub(crate) mod requests;
 
 pub use error::ClientError;
 pub use requests::{
@@ -123,7 +123,11 @@ pub struct ClusterMetadata {
 impl ClusterMetadata {
     /// The partition's metadata, if the topic and partition are known.
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionInfo> {
-        self.topics.get(topic)?.partitions.iter().find(|p| p.partition == partition)
+        self.topics
+            .get(topic)?
+            .partitions
+            .iter()
+            .find(|p| p.partition == partition)
     }
 }
 
@@ -145,12 +149,24 @@ pub struct Client {
 
 impl Client {
     /// Connects to the first reachable bootstrap address and loads the cluster metadata.
-    pub async fn connect<S: AsRef<str>>(bootstrap: &[S], config: ClientConfig) -> Result<Client, ClientError> {
-        let bootstrap: Vec<String> = bootstrap.iter().map(|address| address.as_ref().to_owned()).collect();
+    pub async fn connect<S: AsRef<str>>(
+        bootstrap: &[S],
+        config: ClientConfig,
+    ) -> Result<Client, ClientError> {
+        let bootstrap: Vec<String> = bootstrap
+            .iter()
+            .map(|address| address.as_ref().to_owned())
+            .collect();
         if bootstrap.is_empty() {
-            return Err(ClientError::InvalidArgument { detail: "no bootstrap address".to_owned() });
+            return Err(ClientError::InvalidArgument {
+                detail: "no bootstrap address".to_owned(),
+            });
         }
-        let client = Client { bootstrap, config, state: Mutex::new(State::default()) };
+        let client = Client {
+            bootstrap,
+            config,
+            state: Mutex::new(State::default()),
+        };
         client.refresh_metadata(None).await?;
         Ok(client)
     }
@@ -165,14 +181,21 @@ impl Client {
 
     /// Asks a broker for metadata of `topics` (all topics for `None`) and caches the answer.
     /// Never creates topics (`allow_auto_topic_creation` is false where the version has it).
-    pub async fn refresh_metadata(&self, topics: Option<&[&str]>) -> Result<ClusterMetadata, ClientError> {
+    pub async fn refresh_metadata(
+        &self,
+        topics: Option<&[&str]>,
+    ) -> Result<ClusterMetadata, ClientError> {
         let connection = self.any_connection().await?;
         let version = connection.version(ApiKey::Metadata)?;
         let request = requests::metadata_request(topics, version);
-        let response = connection.send(ApiKey::Metadata, RequestKind::Metadata(request)).await;
+        let response = connection
+            .send(ApiKey::Metadata, RequestKind::Metadata(request))
+            .await;
         let response = self.observe(&connection, response)?;
         let ResponseKind::Metadata(response) = response else {
-            return Err(ClientError::misbehaved("Metadata answered with another API"));
+            return Err(ClientError::misbehaved(
+                "Metadata answered with another API",
+            ));
         };
         let metadata = requests::cluster_metadata(response);
         let mut state = self.lock();
@@ -192,26 +215,42 @@ impl Client {
     }
 
     /// Creates topics through the controller; returns one outcome per topic, in request order.
-    pub async fn create_topics(&self, topics: &[NewTopic], timeout_ms: i32) -> Result<Vec<TopicOutcome>, ClientError> {
+    pub async fn create_topics(
+        &self,
+        topics: &[NewTopic],
+        timeout_ms: i32,
+    ) -> Result<Vec<TopicOutcome>, ClientError> {
         let connection = self.controller_connection().await?;
         let version = connection.version(ApiKey::CreateTopics)?;
         let request = requests::create_topics_request(topics, timeout_ms, version);
-        let response = connection.send(ApiKey::CreateTopics, RequestKind::CreateTopics(request)).await;
+        let response = connection
+            .send(ApiKey::CreateTopics, RequestKind::CreateTopics(request))
+            .await;
         let ResponseKind::CreateTopics(response) = self.observe(&connection, response)? else {
-            return Err(ClientError::misbehaved("CreateTopics answered with another API"));
+            return Err(ClientError::misbehaved(
+                "CreateTopics answered with another API",
+            ));
         };
         self.invalidate_metadata();
         Ok(requests::create_topics_outcomes(response))
     }
 
     /// Deletes topics by name through the controller; returns one outcome per topic.
-    pub async fn delete_topics(&self, names: &[&str], timeout_ms: i32) -> Result<Vec<TopicOutcome>, ClientError> {
+    pub async fn delete_topics(
+        &self,
+        names: &[&str],
+        timeout_ms: i32,
+    ) -> Result<Vec<TopicOutcome>, ClientError> {
         let connection = self.controller_connection().await?;
         let version = connection.version(ApiKey::DeleteTopics)?;
         let request = requests::delete_topics_request(names, timeout_ms, version);
-        let response = connection.send(ApiKey::DeleteTopics, RequestKind::DeleteTopics(request)).await;
+        let response = connection
+            .send(ApiKey::DeleteTopics, RequestKind::DeleteTopics(request))
+            .await;
         let ResponseKind::DeleteTopics(response) = self.observe(&connection, response)? else {
-            return Err(ClientError::misbehaved("DeleteTopics answered with another API"));
+            return Err(ClientError::misbehaved(
+                "DeleteTopics answered with another API",
+            ));
         };
         self.invalidate_metadata();
         Ok(requests::delete_topics_outcomes(response))
@@ -219,25 +258,48 @@ impl Client {
 
     /// Encodes `records` as one v2 batch (no producer id, create-time timestamps) and produces
     /// it to the partition leader.
-    pub async fn produce(&self, topic: &str, partition: i32, records: &[NewRecord], acks: Acks) -> Result<ProducedBatch, ClientError> {
+    pub async fn produce(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: &[NewRecord],
+        acks: Acks,
+    ) -> Result<ProducedBatch, ClientError> {
         let Some(first) = records.first() else {
-            return Err(ClientError::InvalidArgument { detail: "a batch needs at least one record".to_owned() });
+            return Err(ClientError::InvalidArgument {
+                detail: "a batch needs at least one record".to_owned(),
+            });
         };
-        let spec = BatchSpec { base_timestamp: first.timestamp, ..BatchSpec::default() };
-        self.produce_batch(topic, partition, record_batch::encode(&spec, records), acks).await
+        let spec = BatchSpec {
+            base_timestamp: first.timestamp,
+            ..BatchSpec::default()
+        };
+        self.produce_batch(topic, partition, record_batch::encode(&spec, records), acks)
+            .await
     }
 
     /// Produces one already-encoded v2 batch to the partition leader. With [`Acks::None`] the
     /// broker sends no response, so the outcome only says the bytes were written.
-    pub async fn produce_batch(&self, topic: &str, partition: i32, batch: bytes::Bytes, acks: Acks) -> Result<ProducedBatch, ClientError> {
+    pub async fn produce_batch(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: bytes::Bytes,
+        acks: Acks,
+    ) -> Result<ProducedBatch, ClientError> {
         let connection = self.leader_connection(topic, partition).await?;
-        let request = requests::produce_request(topic, partition, batch, acks, self.config.request_timeout);
+        let request =
+            requests::produce_request(topic, partition, batch, acks, self.config.request_timeout);
         if acks == Acks::None {
-            let sent = connection.send_without_response(ApiKey::Produce, RequestKind::Produce(request)).await;
+            let sent = connection
+                .send_without_response(ApiKey::Produce, RequestKind::Produce(request))
+                .await;
             self.observe(&connection, sent)?;
             return Ok(ProducedBatch::unacknowledged());
         }
-        let response = connection.send(ApiKey::Produce, RequestKind::Produce(request)).await;
+        let response = connection
+            .send(ApiKey::Produce, RequestKind::Produce(request))
+            .await;
         let ResponseKind::Produce(response) = self.observe(&connection, response)? else {
             return Err(ClientError::misbehaved("Produce answered with another API"));
         };
@@ -246,26 +308,46 @@ impl Client {
     }
 
     /// Fetches from one partition's leader starting at `offset`.
-    pub async fn fetch(&self, topic: &str, partition: i32, offset: i64, options: &FetchOptions) -> Result<FetchedPartition, ClientError> {
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        options: &FetchOptions,
+    ) -> Result<FetchedPartition, ClientError> {
         let connection = self.leader_connection(topic, partition).await?;
         let version = connection.version(ApiKey::Fetch)?;
         let request = requests::fetch_request(topic, partition, offset, options, version);
-        let response = connection.send(ApiKey::Fetch, RequestKind::Fetch(request)).await;
+        let response = connection
+            .send(ApiKey::Fetch, RequestKind::Fetch(request))
+            .await;
         let ResponseKind::Fetch(response) = self.observe(&connection, response)? else {
             return Err(ClientError::misbehaved("Fetch answered with another API"));
         };
-        let outcome = requests::fetch_outcome(response, topic, partition, offset, options.isolation_level);
+        let outcome =
+            requests::fetch_outcome(response, topic, partition, offset, options.isolation_level);
         self.observe_outcome(outcome)
     }
 
     /// Looks up an offset of one partition on its leader (ListOffsets).
-    pub async fn list_offsets(&self, topic: &str, partition: i32, spec: OffsetSpec, isolation_level: IsolationLevel) -> Result<PartitionOffset, ClientError> {
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partition: i32,
+        spec: OffsetSpec,
+        isolation_level: IsolationLevel,
+    ) -> Result<PartitionOffset, ClientError> {
         let connection = self.leader_connection(topic, partition).await?;
         let version = connection.version(ApiKey::ListOffsets)?;
-        let request = requests::list_offsets_request(topic, partition, spec, isolation_level, version)?;
-        let response = connection.send(ApiKey::ListOffsets, RequestKind::ListOffsets(request)).await;
+        let request =
+            requests::list_offsets_request(topic, partition, spec, isolation_level, version)?;
+        let response = connection
+            .send(ApiKey::ListOffsets, RequestKind::ListOffsets(request))
+            .await;
         let ResponseKind::ListOffsets(response) = self.observe(&connection, response)? else {
-            return Err(ClientError::misbehaved("ListOffsets answered with another API"));
+            return Err(ClientError::misbehaved(
+                "ListOffsets answered with another API",
+            ));
         };
         let outcome = requests::list_offsets_outcome(response, topic, partition);
         self.observe_outcome(outcome)
@@ -273,7 +355,9 @@ impl Client {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Every critical section leaves the maps consistent, so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn invalidate_metadata(&self) {
@@ -281,7 +365,11 @@ impl Client {
     }
 
     /// Drops a connection that failed, so the next call reconnects.
-    fn observe<T>(&self, connection: &Connection, result: Result<T, ClientError>) -> Result<T, ClientError> {
+    fn observe<T>(
+        &self,
+        connection: &Connection,
+        result: Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
         if result.is_err() && connection.is_closed() {
             let mut state = self.lock();
             state.connections.remove(connection.address());
@@ -314,7 +402,9 @@ impl Client {
             in_flight_max: self.config.in_flight_max,
         };
         let connection = Arc::new(Connection::connect(address, config).await?);
-        self.lock().connections.insert(address.to_owned(), connection.clone());
+        self.lock()
+            .connections
+            .insert(address.to_owned(), connection.clone());
         Ok(connection)
     }
 
@@ -323,7 +413,11 @@ impl Client {
         let (open, mut candidates) = {
             let state = self.lock();
             let open = state.connections.values().find(|c| !c.is_closed()).cloned();
-            let known: Vec<String> = state.metadata.iter().flat_map(|m| m.brokers.values().map(BrokerInfo::address)).collect();
+            let known: Vec<String> = state
+                .metadata
+                .iter()
+                .flat_map(|m| m.brokers.values().map(BrokerInfo::address))
+                .collect();
             (open, known)
         };
         if let Some(connection) = open {
@@ -337,14 +431,19 @@ impl Client {
                 Err(error) => last_detail = error.to_string(),
             }
         }
-        Err(ClientError::Connect { addresses: candidates, detail: last_detail })
+        Err(ClientError::Connect {
+            addresses: candidates,
+            detail: last_detail,
+        })
     }
 
     async fn broker_connection(&self, node_id: i32) -> Result<Arc<Connection>, ClientError> {
         let metadata = self.cached_metadata().await?;
         let Some(broker) = metadata.brokers.get(&node_id) else {
             self.invalidate_metadata();
-            return Err(ClientError::misbehaved(format!("metadata names unknown broker {node_id}")));
+            return Err(ClientError::misbehaved(format!(
+                "metadata names unknown broker {node_id}"
+            )));
         };
         self.connection_to(&broker.address()).await
     }
@@ -358,17 +457,27 @@ impl Client {
         self.any_connection().await
     }
 
-    async fn leader_connection(&self, topic: &str, partition: i32) -> Result<Arc<Connection>, ClientError> {
+    async fn leader_connection(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<Connection>, ClientError> {
         let mut metadata = self.cached_metadata().await?;
         if metadata.partition(topic, partition).is_none() {
             metadata = self.refresh_metadata(Some(&[topic])).await?;
         }
         let Some(info) = metadata.partition(topic, partition) else {
-            return Err(ClientError::UnknownTopicOrPartition { topic: topic.to_owned(), partition });
+            return Err(ClientError::UnknownTopicOrPartition {
+                topic: topic.to_owned(),
+                partition,
+            });
         };
         if info.leader < 0 {
             self.invalidate_metadata();
-            return Err(ClientError::LeaderNotAvailable { topic: topic.to_owned(), partition });
+            return Err(ClientError::LeaderNotAvailable {
+                topic: topic.to_owned(),
+                partition,
+            });
         }
         self.broker_connection(info.leader).await
     }

@@ -1,0 +1,248 @@
+//! The checker's side of reads and recovery.
+
+use super::*;
+use seedlog_core::record_batch::BatchIter;
+
+impl LogSim {
+    pub(super) fn on_recovered(&mut self, report: RecoveryReport) {
+        self.trace.add(&[
+            self.now.0,
+            40,
+            report.log_end_offset as u64,
+            report.recovery_point as u64,
+        ]);
+        self.recovering = false;
+        // Damage at rest since the last good recovery, or a flipped bit while this recovery
+        // scanned (the log re-reads before cutting, but cannot beat repeated flips), are the
+        // only reasons synced data may be cut.
+        let rot = self.disk.rot_since(DIR, self.last_recovery_done)
+            || self.disk.read_flips_since(DIR, self.recovery_started)
+            || self.loss_report_pending;
+        self.loss_report_pending = report.durable_data_lost.is_some() || report.cut.is_some();
+        if let Some((from, to)) = report.durable_data_lost {
+            if !rot {
+                self.violate(format!(
+                    "recovery reported synced data [{from}, {to}) lost, but the disk corrupted nothing"
+                ));
+            }
+        }
+        if report.log_end_offset < self.model.durable {
+            let reported = report.durable_data_lost.is_some()
+                || report.checkpoint_lost
+                || report.checkpoint_damaged;
+            if !(rot && reported) {
+                self.violate(format!(
+                    "synced data lost: log ends at {} after restart but {} was durable (cut: {:?}, reported: {reported}, rot: {rot})",
+                    report.log_end_offset, self.model.durable, report.cut
+                ));
+            }
+        }
+        self.model.log_start = report.log_start_offset;
+        self.verify = Some(Verify {
+            next: report.log_start_offset,
+            end: report.log_end_offset,
+            durable_before: self.model.durable,
+            current_before: std::mem::take(&mut self.model.current),
+            rebuilt: BTreeMap::new(),
+            retries: 0,
+        });
+        self.continue_verify();
+    }
+
+    fn continue_verify(&mut self) {
+        let Some(verify) = &self.verify else { return };
+        if verify.next >= verify.end {
+            return self.finish_verify();
+        }
+        let next = verify.next;
+        let bytes_max = self.params.segment_bytes_max as u32;
+        self.start_read(next, bytes_max, true);
+    }
+
+    /// Adopts what verification read as the model's view of the log.
+    fn finish_verify(&mut self) {
+        let verify = self.verify.take().expect("verifying");
+        self.model.current = verify.rebuilt;
+        self.model.end = verify.end;
+        self.model.end_high = verify.end;
+        self.model.durable = verify.durable_before.min(verify.end);
+        self.last_recovery_done = self.now;
+        if self.phase == Phase::FinalRestart {
+            self.phase = Phase::Done;
+        }
+    }
+
+    pub(super) fn on_read_done(
+        &mut self,
+        request: RequestId,
+        result: Result<ReadResult, ReadError>,
+    ) {
+        let Some(read) = self.pending_reads.remove(&request) else {
+            return self.violate(format!("answer to unknown read {request}"));
+        };
+        self.report.reads += 1;
+        self.trace
+            .add(&[self.now.0, 41, request, u64::from(result.is_ok())]);
+        match result {
+            Ok(r) => self.check_read(&read, &r),
+            Err(ReadError::Corrupt { offset, error }) => {
+                self.check_corrupt_read(&read, offset, &error)
+            }
+            Err(ReadError::OffsetOutOfRange {
+                log_start_offset,
+                log_end_offset,
+            }) => {
+                let in_model = read.offset >= self.model.log_start && read.offset <= self.model.end;
+                if in_model && read.truncations == self.truncations && !read.verify {
+                    self.violate(format!(
+                        "read at {} refused as out of range [{log_start_offset}, {log_end_offset}] but the model holds [{}, {}]",
+                        read.offset, self.model.log_start, self.model.end
+                    ));
+                }
+                if read.verify {
+                    self.verify_retry();
+                }
+            }
+            Err(_) if read.verify => self.verify_retry(),
+            Err(_) => {}
+        }
+    }
+
+    fn check_read(&mut self, read: &PendingRead, result: &ReadResult) {
+        let mut expected_base: Option<i64> = None;
+        let mut batches = Vec::new();
+        for item in BatchIter::new(&result.batches) {
+            let (header, bytes) = match item {
+                Ok(ok) => ok,
+                Err(e) => {
+                    return self
+                        .violate(format!("read at {} served a bad batch: {e}", read.offset));
+                }
+            };
+            if expected_base.is_none()
+                && !(header.base_offset <= read.offset && read.offset < header.next_offset())
+            {
+                return self.violate(format!(
+                    "read at {} returned a first batch covering [{}, {})",
+                    read.offset,
+                    header.base_offset,
+                    header.next_offset()
+                ));
+            }
+            if expected_base.is_some_and(|e| e != header.base_offset) {
+                return self.violate(format!(
+                    "read at {} returned non-contiguous batches",
+                    read.offset
+                ));
+            }
+            expected_base = Some(header.next_offset());
+            let written = self
+                .model
+                .versions
+                .get(&header.base_offset)
+                .is_some_and(|v| v.iter().any(|b| same_batch(b, bytes)));
+            if !written {
+                return self.violate(format!(
+                    "read at {} served bytes at offset {} that were never written there",
+                    read.offset, header.base_offset
+                ));
+            }
+            batches.push((header, Bytes::copy_from_slice(bytes)));
+        }
+        if read.verify {
+            return self.on_verify_batches(result, batches);
+        }
+        if read.truncations != self.truncations {
+            return;
+        }
+        for (header, bytes) in &batches {
+            if let Some(expected) = self.model.current.get(&header.base_offset) {
+                if !same_batch(expected, bytes) {
+                    let versions = self
+                        .model
+                        .versions
+                        .get(&header.base_offset)
+                        .map_or(0, Vec::len);
+                    return self.violate(format!(
+                        "read at {} served a stale version of offset {} ({} bytes; model has {} bytes; {versions} versions written)",
+                        read.offset, header.base_offset, bytes.len(), expected.len()
+                    ));
+                }
+            }
+        }
+    }
+
+    fn on_verify_batches(&mut self, result: &ReadResult, batches: Vec<(BatchHeader, Bytes)>) {
+        let rot = self.disk.rot_since(DIR, self.last_recovery_done);
+        let verify = self.verify.as_mut().expect("verifying");
+        let mut changed = None;
+        for (header, bytes) in batches {
+            let was_durable = header.next_offset() <= verify.durable_before;
+            let kept = verify
+                .current_before
+                .get(&header.base_offset)
+                .is_some_and(|b| same_batch(b, &bytes));
+            if was_durable && !kept && !rot {
+                changed = Some(header.base_offset);
+            }
+            verify.rebuilt.insert(header.base_offset, bytes);
+        }
+        if let Some(offset) = changed {
+            return self.violate(format!("synced batch at {offset} changed across a restart"));
+        }
+        if result.batches.is_empty() {
+            let (next, end) = (verify.next, verify.end);
+            return self.violate(format!(
+                "recovered log ends at {end} but a read at {next} found nothing"
+            ));
+        }
+        verify.next = result.next_offset;
+        verify.retries = 0;
+        self.continue_verify();
+    }
+
+    fn check_corrupt_read(
+        &mut self,
+        read: &PendingRead,
+        offset: i64,
+        error: &record_batch::BatchError,
+    ) {
+        let record = segment_file_for(&self.disk, offset)
+            .map(|f| self.disk.corruption(&f))
+            .unwrap_or_default();
+        let explained = record.on_read.is_some_and(|t| t >= read.issued)
+            || record.at_rest.is_some_and(|t| t >= self.recovery_started);
+        if !explained {
+            return self.violate(format!(
+                "read at {} hit corrupt data at offset {offset} ({error}) that no fault since recovery explains: recovery left a bad batch in the log",
+                read.offset
+            ));
+        }
+        if read.verify {
+            self.verify_retry();
+        }
+    }
+
+    /// Retries a verification read a few times (a flipped bit on read is transient); damage at
+    /// rest ends verification, and the model keeps only what it could read.
+    fn verify_retry(&mut self) {
+        let Some(verify) = self.verify.as_mut() else {
+            return;
+        };
+        verify.retries += 1;
+        if verify.retries > 5 {
+            return self.finish_verify();
+        }
+        if !self.log.is_ready() {
+            return; // the log faulted; its restart verifies again
+        }
+        self.continue_verify();
+    }
+}
+
+/// Equal batches, ignoring the partition leader epoch. Kafka's format leaves that field (bytes
+/// 12..16) outside the CRC, so a flipped bit there is invisible to any CRC check; the leader
+/// epoch cache that replication keeps is what pins it. Every other byte must match.
+fn same_batch(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.len() >= 16 && a[..12] == b[..12] && a[16..] == b[16..]
+}

@@ -1,0 +1,127 @@
+//! Everything a seed decides, drawn up front so a run can print it before it starts.
+//!
+//! Swarm testing: each seed draws not only the workload and sizes but also which fault kinds
+//! exist at all and at what rate, so some seeds hammer one fault while others mix many.
+
+use crate::disk::DiskFaults;
+use seedlog_core::canary::Canaries;
+use seedlog_core::log::SyncPolicy;
+use seedlog_core::Prng;
+use std::fmt;
+
+/// The parameters of one single-node log simulation.
+#[derive(Clone, Debug)]
+pub struct LogSimParams {
+    /// The seed everything below was drawn from.
+    pub seed: u64,
+    /// Workload operations to issue before the final check.
+    pub operations: u32,
+    /// Mean gap between workload operations, in microseconds.
+    pub op_gap_us: u64,
+    /// Relative weights of append, read, sync, truncate, delete-before.
+    pub weights: [u32; 5],
+    /// Records per batch, at most.
+    pub records_max: u32,
+    /// Value size in bytes, at most.
+    pub value_bytes_max: u32,
+    /// Segment size limit.
+    pub segment_bytes_max: u64,
+    /// Bytes between index entries.
+    pub index_interval_bytes: u64,
+    /// When the log syncs.
+    pub sync_policy: SyncPolicy,
+    /// Chance per operation of a crash (process crash or power loss).
+    pub crash: f64,
+    /// Chance a crash is a power loss rather than a process crash.
+    pub power_loss: f64,
+    /// Chance per operation of a bit flip at rest.
+    pub bit_rot: f64,
+    /// Disk fault rates.
+    pub disk: DiskFaults,
+    /// Planted bugs.
+    pub canaries: Canaries,
+}
+
+/// Rate of a fault kind: absent in about a third of seeds, otherwise drawn up to `max`.
+fn rate(prng: &mut Prng, max: f64) -> f64 {
+    if prng.below(3) == 0 {
+        0.0
+    } else {
+        max * (prng.below(1001) as f64 / 1000.0)
+    }
+}
+
+impl LogSimParams {
+    /// Draws every parameter from `seed`.
+    pub fn draw(seed: u64, canaries: Canaries) -> LogSimParams {
+        let mut prng = Prng::new(seed ^ 0x5eed_1065_0000_0001);
+        let latency_min = prng.range_inclusive(1, 100);
+        let latency_max = latency_min + prng.range_inclusive(0, 2_000);
+        LogSimParams {
+            seed,
+            operations: prng.range_inclusive(100, 400) as u32,
+            op_gap_us: prng.range_inclusive(10, 2_000),
+            weights: [
+                prng.range_inclusive(10, 60) as u32,
+                prng.range_inclusive(5, 40) as u32,
+                prng.range_inclusive(0, 20) as u32,
+                prng.range_inclusive(0, 4) as u32,
+                prng.range_inclusive(0, 3) as u32,
+            ],
+            records_max: prng.range_inclusive(1, 10) as u32,
+            value_bytes_max: prng.range_inclusive(0, 400) as u32,
+            segment_bytes_max: prng.range_inclusive(1 << 13, 1 << 16),
+            index_interval_bytes: prng.range_inclusive(64, 4096),
+            sync_policy: if prng.chance(0.5) {
+                SyncPolicy::GroupCommit
+            } else {
+                SyncPolicy::Explicit
+            },
+            crash: rate(&mut prng, 0.05),
+            power_loss: prng.below(1001) as f64 / 1000.0,
+            bit_rot: rate(&mut prng, 0.01),
+            disk: DiskFaults {
+                torn_write: rate(&mut prng, 1.0),
+                bit_flip_on_read: rate(&mut prng, 0.01),
+                sync_error: rate(&mut prng, 0.01),
+                no_space: rate(&mut prng, 0.01),
+                write_error: rate(&mut prng, 0.005),
+                read_error: rate(&mut prng, 0.01),
+                latency_us: (latency_min, latency_max),
+                latency_spike: rate(&mut prng, 0.01),
+            },
+            canaries,
+        }
+    }
+}
+
+impl fmt::Display for LogSimParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "seed: {}", self.seed)?;
+        writeln!(f, "operations: {}", self.operations)?;
+        writeln!(f, "op_gap_us: {}", self.op_gap_us)?;
+        writeln!(
+            f,
+            "weights (append/read/sync/truncate/delete): {:?}",
+            self.weights
+        )?;
+        writeln!(f, "records_max: {}", self.records_max)?;
+        writeln!(f, "value_bytes_max: {}", self.value_bytes_max)?;
+        writeln!(f, "segment_bytes_max: {}", self.segment_bytes_max)?;
+        writeln!(f, "index_interval_bytes: {}", self.index_interval_bytes)?;
+        writeln!(f, "sync_policy: {:?}", self.sync_policy)?;
+        writeln!(f, "crash: {:.4}", self.crash)?;
+        writeln!(f, "power_loss: {:.3}", self.power_loss)?;
+        writeln!(f, "bit_rot: {:.4}", self.bit_rot)?;
+        let d = &self.disk;
+        writeln!(f, "torn_write: {:.3}", d.torn_write)?;
+        writeln!(f, "bit_flip_on_read: {:.4}", d.bit_flip_on_read)?;
+        writeln!(f, "sync_error: {:.4}", d.sync_error)?;
+        writeln!(f, "no_space: {:.4}", d.no_space)?;
+        writeln!(f, "write_error: {:.4}", d.write_error)?;
+        writeln!(f, "read_error: {:.4}", d.read_error)?;
+        writeln!(f, "latency_us: {}..={}", d.latency_us.0, d.latency_us.1)?;
+        writeln!(f, "latency_spike: {:.4}", d.latency_spike)?;
+        write!(f, "canaries: {:?}", self.canaries)
+    }
+}
