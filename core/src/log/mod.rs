@@ -123,6 +123,13 @@ pub enum LogInput {
         /// Serve no batch that starts at or above this offset (the high watermark).
         offset_max: i64,
     },
+    /// Find the first record whose timestamp is at or after `timestamp` (ListOffsets by time).
+    OffsetForTimestamp {
+        /// Echoed in the result.
+        request: RequestId,
+        /// Target timestamp in milliseconds.
+        timestamp: i64,
+    },
     /// Start a sync round (the only way to sync under [`SyncPolicy::Explicit`]).
     Sync,
     /// Remove every batch at or above `offset` (a follower diverged from its leader).
@@ -217,6 +224,14 @@ pub enum LogOutput {
         request: RequestId,
         /// Batches or an error.
         result: Result<ReadResult, ReadError>,
+    },
+    /// A timestamp lookup finished: the offset and timestamp of the first record at or after
+    /// the target, or `None` when no record is that recent.
+    OffsetForTimestamp {
+        /// The lookup's id.
+        request: RequestId,
+        /// The record found, or an error.
+        result: Result<Option<(i64, i64)>, ReadError>,
     },
     /// Every batch below `offset` is durable.
     Durable {
@@ -376,6 +391,9 @@ impl Log {
                 bytes_max,
                 offset_max,
             } => self.on_read(request, offset, bytes_max, offset_max),
+            LogInput::OffsetForTimestamp { request, timestamp } => {
+                self.on_offset_for_timestamp(request, timestamp)
+            }
             LogInput::Sync => {
                 self.sync_requested = true;
                 self.maybe_start_sync_round();

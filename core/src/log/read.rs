@@ -53,6 +53,8 @@ pub(super) enum ReadPurpose {
     Client,
     /// Locate the batch holding the truncation offset; the cut goes at its start.
     Truncate,
+    /// Find the first record at or after a timestamp inside the batch holding the offset.
+    Timestamp(i64),
 }
 
 impl Log {
@@ -105,6 +107,83 @@ impl Log {
             rereads: 0,
         };
         self.issue_read(state, 0);
+    }
+
+    /// Answers a timestamp lookup. The time index holds, per segment, each batch that raised
+    /// the running maximum timestamp; the first such entry at or after the target is the first
+    /// batch holding a record that recent, so one read of that batch finds the record.
+    pub(super) fn on_offset_for_timestamp(&mut self, request: RequestId, timestamp: i64) {
+        let refused = match &self.state {
+            State::Recovering(_) => Some(ReadError::NotReady),
+            State::Faulted(_) => Some(ReadError::Storage),
+            State::Ready if self.reads_in_flight >= LOG_READS_IN_FLIGHT_MAX => {
+                Some(ReadError::Overloaded)
+            }
+            State::Ready => None,
+        };
+        if let Some(error) = refused {
+            return self.outbox.push_back(LogOutput::OffsetForTimestamp {
+                request,
+                result: Err(error),
+            });
+        }
+        let log_start = self.log_start_offset;
+        let found = self
+            .segments
+            .values()
+            .filter(|s| s.next_offset > log_start)
+            .find_map(|s| {
+                s.lookup_timestamp(timestamp)
+                    .map(|o| (s.base_offset, o.max(log_start)))
+            });
+        let Some((segment, offset)) = found else {
+            return self.outbox.push_back(LogOutput::OffsetForTimestamp {
+                request,
+                result: Ok(None),
+            });
+        };
+        let seg = &self.segments[&segment];
+        let (position_offset, position) = seg.lookup_offset(offset);
+        self.reads_in_flight += 1;
+        let state = ReadState {
+            request,
+            offset,
+            bytes_max: 1,
+            offset_max: i64::MAX,
+            segment,
+            position,
+            position_offset,
+            purpose: ReadPurpose::Timestamp(timestamp),
+            rereads: 0,
+        };
+        self.issue_read(state, 0);
+    }
+
+    /// The batch holding the looked-up offset arrived: find the record.
+    fn finish_timestamp_lookup(&mut self, state: &ReadState, batch: &[u8], timestamp: i64) {
+        self.reads_in_flight -= 1;
+        let request = state.request;
+        let header = record_batch::BatchHeader::parse(batch).expect("framing checked by caller");
+        let found = match record_batch::decode_records(batch, &header) {
+            Ok(records) => records
+                .iter()
+                .map(|r| {
+                    (
+                        header.base_offset + i64::from(r.offset_delta),
+                        header.base_timestamp + r.timestamp_delta,
+                    )
+                })
+                .find(|(offset, ts)| *ts >= timestamp && *offset >= state.offset),
+            // Compressed records are not decoded here: the batch's base offset and maximum
+            // timestamp are the closest honest answer.
+            Err(_) => Some((header.base_offset.max(state.offset), header.max_timestamp)),
+        };
+        let result = Ok(found.or(Some((
+            header.base_offset.max(state.offset),
+            header.max_timestamp,
+        ))));
+        self.outbox
+            .push_back(LogOutput::OffsetForTimestamp { request, result });
     }
 
     /// Starts locating the batch that holds `offset` so a truncation can cut at its start.
@@ -162,6 +241,13 @@ impl Log {
     ) {
         match state.purpose {
             ReadPurpose::Client => self.finish_read(state.request, result, true),
+            ReadPurpose::Timestamp(_) => {
+                self.reads_in_flight -= 1;
+                let result = result.map(|_| None);
+                let request = state.request;
+                self.outbox
+                    .push_back(LogOutput::OffsetForTimestamp { request, result });
+            }
             ReadPurpose::Truncate => {
                 self.reads_in_flight -= 1;
                 self.on_truncation_located(state.segment, cut, result.is_err());
@@ -229,6 +315,10 @@ impl Log {
             if state.purpose == ReadPurpose::Truncate {
                 let cut = (header.base_offset, state.position + consumed as u64);
                 return self.finish_state(&state, Ok(self.empty_read(state.offset)), Some(cut));
+            }
+            if let ReadPurpose::Timestamp(timestamp) = state.purpose {
+                let batch = data.slice(consumed..consumed + size);
+                return self.finish_timestamp_lookup(&state, &batch, timestamp);
             }
             let start = *first.get_or_insert(consumed);
             let over_budget =

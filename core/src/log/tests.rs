@@ -381,6 +381,54 @@ fn recovery_cuts_torn_tails_quietly_and_reports_synced_corruption() {
     assert_eq!(report.durable_data_lost, Some((0, 2)));
 }
 
+// ListOffsets by timestamp: the first record whose timestamp reaches the target, across
+// batches and segments, or none when every record is older.
+#[test]
+fn offset_for_timestamp_finds_the_first_record_at_or_after() {
+    let mut h = Harness::open(small_config());
+    for i in 0..30i64 {
+        let recs: Vec<NewRecord> = (0..3)
+            .map(|r| NewRecord {
+                timestamp: 10_000 + i * 10 + r,
+                key: None,
+                value: Some(Bytes::from(vec![0; 200])),
+                headers: vec![],
+            })
+            .collect();
+        let b = encode(
+            &BatchSpec {
+                base_timestamp: 10_000 + i * 10,
+                ..BatchSpec::default()
+            },
+            &recs,
+        );
+        h.append(i as u64, b).expect("append");
+    }
+    assert!(h.log.segment_count() > 1);
+    let lookup = |h: &mut Harness, timestamp: i64| {
+        h.input(LogInput::OffsetForTimestamp {
+            request: 77,
+            timestamp,
+        });
+        h.events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                LogOutput::OffsetForTimestamp {
+                    request: 77,
+                    result,
+                } => Some(result.clone()),
+                _ => None,
+            })
+            .expect("answered")
+    };
+    assert_eq!(lookup(&mut h, 0), Ok(Some((0, 10_000))));
+    assert_eq!(lookup(&mut h, 10_052), Ok(Some((17, 10_052))));
+    assert_eq!(lookup(&mut h, 10_055), Ok(Some((18, 10_060))));
+    assert_eq!(lookup(&mut h, 10_292), Ok(Some((89, 10_292))));
+    assert_eq!(lookup(&mut h, 10_293), Ok(None));
+}
+
 fn recovered(events: &[LogOutput]) -> RecoveryReport {
     events
         .iter()
