@@ -170,7 +170,11 @@ impl Anomalies {
     /// A collector that keeps at most `cap` anomalies per class.
     #[must_use]
     pub fn new(cap: usize) -> Anomalies {
-        Anomalies { cap, list: Vec::new(), counts: BTreeMap::new() }
+        Anomalies {
+            cap,
+            list: Vec::new(),
+            counts: BTreeMap::new(),
+        }
     }
 
     /// True if another anomaly of `class` would still be kept (so callers can skip building
@@ -203,7 +207,13 @@ impl Anomalies {
             *self.counts.entry(*class).or_insert(0) += count;
         }
         for anomaly in other.list {
-            if self.list.iter().filter(|a| a.class == anomaly.class).count() < self.cap {
+            if self
+                .list
+                .iter()
+                .filter(|a| a.class == anomaly.class)
+                .count()
+                < self.cap
+            {
                 self.list.push(anomaly);
             }
         }
@@ -230,6 +240,17 @@ impl Anomalies {
 
 /// Shorthand to build a non-cycle anomaly.
 #[must_use]
-pub fn anomaly(class: AnomalyClass, key: Option<KeyId>, ops: Vec<OpId>, explanation: String) -> Anomaly {
-    Anomaly { class, key, ops, edges: Vec::new(), explanation }
+pub fn anomaly(
+    class: AnomalyClass,
+    key: Option<KeyId>,
+    ops: Vec<OpId>,
+    explanation: String,
+) -> Anomaly {
+    Anomaly {
+        class,
+        key,
+        ops,
+        edges: Vec::new(),
+        explanation,
+    }
 }

@@ -44,13 +44,21 @@ fn mask_has(mask: &[EdgeKind], kind: EdgeKind) -> bool {
 /// True if the history has transactions, the workloads the cycle analysis is for.
 #[must_use]
 pub fn has_transactions(history: &History) -> bool {
-    history.ops().iter().any(|op| matches!(op.kind, OpKind::Txn { .. }))
+    history
+        .ops()
+        .iter()
+        .any(|op| matches!(op.kind, OpKind::Txn { .. }))
 }
 
 /// Builds the graph and reports the cycles found into `out`.
 pub fn analyze(history: &History, deadline: Option<Instant>, out: &mut Anomalies) {
     let graph = build_graph(history);
-    let full = [EdgeKind::Ww, EdgeKind::Wr, EdgeKind::Process, EdgeKind::Realtime];
+    let full = [
+        EdgeKind::Ww,
+        EdgeKind::Wr,
+        EdgeKind::Process,
+        EdgeKind::Realtime,
+    ];
     let full_sccs = sccs(&graph, &full);
     if full_sccs.is_empty() {
         return;
@@ -70,19 +78,24 @@ pub fn analyze(history: &History, deadline: Option<Instant>, out: &mut Anomalies
         &[EdgeKind::Ww, EdgeKind::Process, EdgeKind::Realtime],
         &full,
     ];
-    let mut reported: BTreeSet<(AnomalyClass, u32)> = BTreeSet::new();
-    let mut explained: BTreeSet<u32> = BTreeSet::new();
+    // Per component: the first (simplest) cycle found, and the first cycle without ww edges,
+    // which is the one the transaction semantics forbid.
+    let mut first_done: BTreeSet<u32> = BTreeSet::new();
+    let mut no_ww_done: BTreeSet<u32> = BTreeSet::new();
     for mask in masks {
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            report_unclassified(&graph, &full_sccs, &explained, out);
+            report_unclassified(&graph, &full_sccs, &first_done, out);
             return;
         }
         for scc in sccs(&graph, mask) {
-            let Some((vertices, kinds)) = shortest_cycle(&graph, &scc, mask, deadline) else { continue };
+            let Some((vertices, kinds)) = shortest_cycle(&graph, &scc, mask, deadline) else {
+                continue;
+            };
             let class = classify(&kinds);
             let comp = comp_of[vertices[0] as usize];
-            explained.insert(comp);
-            if reported.insert((class, comp)) {
+            let no_ww = !kinds.contains(&EdgeKind::Ww);
+            let report = (no_ww && no_ww_done.insert(comp)) | first_done.insert(comp);
+            if report {
                 let ops: Vec<OpId> = vertices.iter().map(|v| graph.ops[*v as usize]).collect();
                 out.push(cycle_anomaly(class, ops, kinds));
             }
@@ -90,12 +103,21 @@ pub fn analyze(history: &History, deadline: Option<Instant>, out: &mut Anomalies
     }
 }
 
-fn report_unclassified(graph: &Graph, full_sccs: &[Vec<u32>], explained: &BTreeSet<u32>, out: &mut Anomalies) {
+fn report_unclassified(
+    graph: &Graph,
+    full_sccs: &[Vec<u32>],
+    explained: &BTreeSet<u32>,
+    out: &mut Anomalies,
+) {
     for (c, scc) in full_sccs.iter().enumerate() {
         if explained.contains(&(c as u32)) {
             continue;
         }
-        let ops: Vec<OpId> = scc.iter().take(20).map(|v| graph.ops[*v as usize]).collect();
+        let ops: Vec<OpId> = scc
+            .iter()
+            .take(20)
+            .map(|v| graph.ops[*v as usize])
+            .collect();
         out.report(AnomalyClass::CycleUnclassified, || Anomaly {
             class: AnomalyClass::CycleUnclassified,
             key: None,
@@ -112,9 +134,17 @@ fn report_unclassified(graph: &Graph, full_sccs: &[Vec<u32>], explained: &BTreeS
 fn classify(kinds: &[EdgeKind]) -> AnomalyClass {
     let wr = kinds.contains(&EdgeKind::Wr);
     if kinds.contains(&EdgeKind::Realtime) {
-        if wr { AnomalyClass::G1cRealtime } else { AnomalyClass::G0Realtime }
+        if wr {
+            AnomalyClass::G1cRealtime
+        } else {
+            AnomalyClass::G0Realtime
+        }
     } else if kinds.contains(&EdgeKind::Process) {
-        if wr { AnomalyClass::G1cProcess } else { AnomalyClass::G0Process }
+        if wr {
+            AnomalyClass::G1cProcess
+        } else {
+            AnomalyClass::G0Process
+        }
     } else if wr {
         AnomalyClass::G1c
     } else {
@@ -155,7 +185,9 @@ fn build_graph(history: &History) -> Graph {
     edges.sort_unstable();
     edges.dedup();
     let mut start = vec![0usize; ops.len() + 1];
-    edges.iter().for_each(|(from, _, _)| start[*from as usize + 1] += 1);
+    edges
+        .iter()
+        .for_each(|(from, _, _)| start[*from as usize + 1] += 1);
     for i in 0..ops.len() {
         start[i + 1] += start[i];
     }
@@ -180,13 +212,18 @@ fn vertices(history: &History) -> Vertices {
     let mut ops = Vec::new();
     let mut vertex_of: FastMap<OpId, u32> = FastMap::default();
     for op in history.ops() {
-        let relevant = matches!(op.kind, OpKind::Send { .. } | OpKind::Poll { .. } | OpKind::Txn { .. });
+        let relevant = matches!(
+            op.kind,
+            OpKind::Send { .. } | OpKind::Poll { .. } | OpKind::Txn { .. }
+        );
         let took_effect = match op.outcome {
             Outcome::Ok => true,
             Outcome::Fail => false,
             Outcome::Info => {
                 let mut observed = false;
-                for_each_send(op, |k, v, _| observed |= read_values.contains_key(&(k.0, v)));
+                for_each_send(op, |k, v, _| {
+                    observed |= read_values.contains_key(&(k.0, v))
+                });
                 observed
             }
         };
@@ -222,7 +259,11 @@ fn ww_edges(
     }
 }
 
-fn process_edges(history: &History, vertex_of: &FastMap<OpId, u32>, edges: &mut Vec<(u32, u32, EdgeKind)>) {
+fn process_edges(
+    history: &History,
+    vertex_of: &FastMap<OpId, u32>,
+    edges: &mut Vec<(u32, u32, EdgeKind)>,
+) {
     let mut last: FastMap<u64, u32> = FastMap::default();
     for id in history.by_invoke_time() {
         let op = &history.ops()[id.0 as usize];
@@ -342,7 +383,9 @@ fn shortest_cycle(
         if best.is_some() && deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        let Some(found) = bfs_cycle(graph, s, &members, mask) else { continue };
+        let Some(found) = bfs_cycle(graph, s, &members, mask) else {
+            continue;
+        };
         if best.as_ref().is_none_or(|b| found.0.len() < b.0.len()) {
             best = Some(found);
         }
@@ -350,7 +393,12 @@ fn shortest_cycle(
     best
 }
 
-fn bfs_cycle(graph: &Graph, s: u32, members: &FastMap<u32, ()>, mask: &[EdgeKind]) -> Option<(Vec<u32>, Vec<EdgeKind>)> {
+fn bfs_cycle(
+    graph: &Graph,
+    s: u32,
+    members: &FastMap<u32, ()>,
+    mask: &[EdgeKind],
+) -> Option<(Vec<u32>, Vec<EdgeKind>)> {
     let mut parent: FastMap<u32, (u32, EdgeKind)> = FastMap::default();
     let mut queue = std::collections::VecDeque::from([s]);
     while let Some(v) = queue.pop_front() {

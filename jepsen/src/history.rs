@@ -261,7 +261,9 @@ impl History {
     /// The name of an interned key.
     #[must_use]
     pub fn key_name(&self, key: KeyId) -> &str {
-        self.key_names.get(key.0 as usize).map_or("?", String::as_str)
+        self.key_names
+            .get(key.0 as usize)
+            .map_or("?", String::as_str)
     }
 
     /// Number of distinct keys.
@@ -275,9 +277,17 @@ impl History {
     /// # Errors
     /// `ProcessBusy` if the process still has an open operation (processes are sequential; call
     /// [`History::crash`] first if the client was lost).
-    pub fn invoke(&mut self, process: u64, time_ns: u64, kind: OpKind) -> Result<OpId, HistoryError> {
+    pub fn invoke(
+        &mut self,
+        process: u64,
+        time_ns: u64,
+        kind: OpKind,
+    ) -> Result<OpId, HistoryError> {
         if let Some(open) = self.open.get(&process) {
-            return Err(HistoryError::ProcessBusy { process, open: *open });
+            return Err(HistoryError::ProcessBusy {
+                process,
+                open: *open,
+            });
         }
         let id = OpId(u32::try_from(self.ops.len()).map_err(|_| HistoryError::TooLarge)?);
         self.ops.push(Op {
@@ -305,7 +315,10 @@ impl History {
         outcome: Outcome,
         result: Option<OpKind>,
     ) -> Result<(), HistoryError> {
-        let op = self.ops.get_mut(id.0 as usize).ok_or(HistoryError::UnknownOp(id))?;
+        let op = self
+            .ops
+            .get_mut(id.0 as usize)
+            .ok_or(HistoryError::UnknownOp(id))?;
         if op.complete_ns.is_some() || self.open.get(&op.process) != Some(&id) {
             return Err(HistoryError::AlreadyCompleted(id));
         }
@@ -353,8 +366,19 @@ impl History {
         if complete_ns.is_some_and(|c| c < invoke_ns) {
             return Err(HistoryError::CompletedBeforeInvoked(id));
         }
-        let outcome = if complete_ns.is_none() { Outcome::Info } else { outcome };
-        self.ops.push(Op { id, process, invoke_ns, complete_ns, outcome, kind });
+        let outcome = if complete_ns.is_none() {
+            Outcome::Info
+        } else {
+            outcome
+        };
+        self.ops.push(Op {
+            id,
+            process,
+            invoke_ns,
+            complete_ns,
+            outcome,
+            kind,
+        });
         Ok(id)
     }
 
@@ -387,7 +411,11 @@ impl History {
     #[must_use]
     pub fn by_invoke_time(&self) -> Vec<OpId> {
         let mut ids: Vec<OpId> = self.ops.iter().map(|op| op.id).collect();
-        if !self.ops.windows(2).all(|w| w[0].invoke_ns <= w[1].invoke_ns) {
+        if !self
+            .ops
+            .windows(2)
+            .all(|w| w[0].invoke_ns <= w[1].invoke_ns)
+        {
             ids.sort_by_key(|id| (self.ops[id.0 as usize].invoke_ns, *id));
         }
         ids

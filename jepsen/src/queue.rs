@@ -10,7 +10,8 @@
 //!
 //! Two values at one offset are inconsistent-offsets; one value at two offsets is a duplicate.
 //! Everything else is a comparison of positions:
-//! - lost-write: an acknowledged value never polled although a later position was polled;
+//! - lost-write: an acknowledged value never read although a consumer polled a later position
+//!   (log reads, which may start at any offset, do not count as passing a position);
 //! - unseen: an acknowledged value never polled at all (with a timeline of the count);
 //! - poll-skip / nonmonotonic-poll: between two consecutive polls of a partition by one
 //!   consumer, the position jumped forward by more than one or did not advance; consumer state
@@ -102,7 +103,11 @@ pub(crate) fn for_each_read(op: &Op, mut f: impl FnMut(KeyId, i64, i64)) {
                 }
             }
         }
-        OpKind::Read { key, from, values: Some(values) } => {
+        OpKind::Read {
+            key,
+            from,
+            values: Some(values),
+        } => {
             for (i, v) in values.iter().enumerate() {
                 f(*key, from.saturating_add(i as i64), *v);
             }
@@ -165,9 +170,16 @@ fn build_orders(history: &History) -> Orders {
     let mut value_pos = value_offset;
     for ((k, _), pos) in &mut value_pos {
         let offsets = &offsets[*k as usize];
-        *pos = offsets.binary_search(pos).expect("every observed offset is in the order") as i64;
+        *pos = offsets
+            .binary_search(pos)
+            .expect("every observed offset is in the order") as i64;
     }
-    Orders { offsets, value_pos, conflicts, duplicates }
+    Orders {
+        offsets,
+        value_pos,
+        conflicts,
+        duplicates,
+    }
 }
 
 /// Facts about sends and reads of each value.
@@ -189,16 +201,24 @@ fn build_facts(history: &History, orders: &Orders) -> ValueFacts {
             writer.entry((k.0, v)).or_insert(op.id);
         });
         let seen_at = op.complete_ns.unwrap_or(op.invoke_ns);
+        // Consumers read a partition sequentially from their position, so a consumer that got
+        // past a position must have been shown it; a log read may start anywhere and so says
+        // nothing about the positions before it.
+        let consumer = matches!(op.kind, OpKind::Poll { .. } | OpKind::Txn { .. });
         for_each_read(op, |k, o, v| {
             let t = first_read.entry((k.0, v)).or_insert(seen_at);
             *t = (*t).min(seen_at);
-            if let Some(p) = orders.pos_of_offset(k, o) {
+            if let (true, Some(p)) = (consumer, orders.pos_of_offset(k, o)) {
                 let max = &mut max_read_pos[k.0 as usize];
                 *max = (*max).max(p);
             }
         });
     }
-    ValueFacts { writer, first_read, max_read_pos }
+    ValueFacts {
+        writer,
+        first_read,
+        max_read_pos,
+    }
 }
 
 /// Runs the queue analysis, reporting anomalies into `out`.
@@ -214,7 +234,9 @@ pub fn analyze(history: &History, out: &mut Anomalies) -> QueueReport {
         let state = consumers.entry(op.process).or_default();
         match &op.kind {
             OpKind::Assign { .. } | OpKind::Subscribe { .. } => state.poll_pos.clear(),
-            OpKind::Poll { rebalanced: true, .. } => state.poll_pos.clear(),
+            OpKind::Poll {
+                rebalanced: true, ..
+            } => state.poll_pos.clear(),
             OpKind::Crash => *state = ClientState::default(),
             _ => {}
         }
@@ -226,7 +248,8 @@ pub fn analyze(history: &History, out: &mut Anomalies) -> QueueReport {
             *state = ClientState::default();
         }
     }
-    let (unseen_final, unseen_timeline, mut per_key) = lost_and_unseen(history, &orders, &facts, out);
+    let (unseen_final, unseen_timeline, mut per_key) =
+        lost_and_unseen(history, &orders, &facts, out);
     for stats in &mut per_key {
         stats.max_lag_ns = lag.max_per_key[stats.key.0 as usize];
     }
@@ -256,10 +279,14 @@ fn check_reads(
     state: &mut ClientState,
     out: &mut Anomalies,
 ) {
+    // Position checks are about consumers; a log read may start at any offset.
+    let consumer = matches!(op.kind, OpKind::Poll { .. } | OpKind::Txn { .. });
     let mut in_op: Vec<(u32, i64, i64)> = Vec::new();
     for_each_read(op, |k, o, v| {
         check_read_writer(history, op, k, v, facts, out);
-        let Some(pos) = orders.pos_of_offset(k, o) else { return };
+        let Some(pos) = orders.pos_of_offset(k, o).filter(|_| consumer) else {
+            return;
+        };
         match in_op.iter_mut().find(|e| e.0 == k.0) {
             Some(entry) => {
                 let (prev_pos, prev_off) = (entry.1, entry.2);
@@ -271,9 +298,14 @@ fn check_reads(
                     });
                 } else if pos <= prev_pos {
                     out.report(AnomalyClass::IntNonmonotonicPoll, || {
-                        anomaly(AnomalyClass::IntNonmonotonicPoll, Some(k), vec![op.id], format!(
+                        anomaly(
+                            AnomalyClass::IntNonmonotonicPoll,
+                            Some(k),
+                            vec![op.id],
+                            format!(
                             "op {} read offset {prev_off} then offset {o} of {}, going backwards",
-                            op.id.0, history.key_name(k)))
+                            op.id.0, history.key_name(k)),
+                        )
                     });
                 }
                 entry.1 = pos;
@@ -291,19 +323,43 @@ fn check_reads(
 }
 
 /// G1a and precommitted-read: who wrote the value this op read.
-fn check_read_writer(history: &History, op: &Op, k: KeyId, v: i64, facts: &ValueFacts, out: &mut Anomalies) {
-    let Some(writer) = facts.writer.get(&(k.0, v)).copied() else { return };
+fn check_read_writer(
+    history: &History,
+    op: &Op,
+    k: KeyId,
+    v: i64,
+    facts: &ValueFacts,
+    out: &mut Anomalies,
+) {
+    let Some(writer) = facts.writer.get(&(k.0, v)).copied() else {
+        return;
+    };
     if writer == op.id {
         out.report(AnomalyClass::PrecommittedRead, || {
-            anomaly(AnomalyClass::PrecommittedRead, Some(k), vec![op.id], format!(
-                "op {} read value {v} of {} which it wrote itself before committing",
-                op.id.0, history.key_name(k)))
+            anomaly(
+                AnomalyClass::PrecommittedRead,
+                Some(k),
+                vec![op.id],
+                format!(
+                    "op {} read value {v} of {} which it wrote itself before committing",
+                    op.id.0,
+                    history.key_name(k)
+                ),
+            )
         });
     } else if history.ops()[writer.0 as usize].outcome == Outcome::Fail {
         out.report(AnomalyClass::G1a, || {
-            anomaly(AnomalyClass::G1a, Some(k), vec![writer, op.id], format!(
-                "op {} read value {v} of {}, whose send in op {} failed (aborted read)",
-                op.id.0, history.key_name(k), writer.0))
+            anomaly(
+                AnomalyClass::G1a,
+                Some(k),
+                vec![writer, op.id],
+                format!(
+                    "op {} read value {v} of {}, whose send in op {} failed (aborted read)",
+                    op.id.0,
+                    history.key_name(k),
+                    writer.0
+                ),
+            )
         });
     }
 }
@@ -320,7 +376,9 @@ fn check_poll_continuity(
     state: &ClientState,
     out: &mut Anomalies,
 ) {
-    let Some((last, last_op)) = state.poll_pos.get(&k.0).copied() else { return };
+    let Some((last, last_op)) = state.poll_pos.get(&k.0).copied() else {
+        return;
+    };
     let last_offset = orders.offsets[k.0 as usize][last as usize];
     if pos > last + 1 {
         out.report(AnomalyClass::PollSkip, || {
@@ -346,15 +404,25 @@ fn check_sends(op: &Op, orders: &Orders, state: &mut ClientState, out: &mut Anom
     }
     let mut in_op: Vec<(u32, i64)> = Vec::new();
     for_each_send(op, |k, v, o| {
-        let Some(pos) = orders.pos_of_send(k, v, o) else { return };
+        let Some(pos) = orders.pos_of_send(k, v, o) else {
+            return;
+        };
         match in_op.iter_mut().find(|e| e.0 == k.0) {
             Some(entry) => {
                 let prev = entry.1;
                 if pos > prev + 1 {
                     out.report(AnomalyClass::IntSendSkip, || {
-                        anomaly(AnomalyClass::IntSendSkip, Some(k), vec![op.id], format!(
-                            "op {} sent two values to key {} that landed {} position(s) apart",
-                            op.id.0, k.0, pos - prev))
+                        anomaly(
+                            AnomalyClass::IntSendSkip,
+                            Some(k),
+                            vec![op.id],
+                            format!(
+                                "op {} sent two values to key {} that landed {} position(s) apart",
+                                op.id.0,
+                                k.0,
+                                pos - prev
+                            ),
+                        )
                     });
                 } else if pos <= prev {
                     out.report(AnomalyClass::IntNonmonotonicSend, || {
@@ -396,10 +464,20 @@ fn report_offset_conflicts(history: &History, orders: &Orders, out: &mut Anomali
     for op in history.ops() {
         for_each_observation(op, |k, o, v| {
             if orders.conflicts.contains(&(k.0, o)) {
-                at_offset.entry((k.0, o)).or_default().entry(v).or_default().insert(op.id);
+                at_offset
+                    .entry((k.0, o))
+                    .or_default()
+                    .entry(v)
+                    .or_default()
+                    .insert(op.id);
             }
             if orders.duplicates.contains(&(k.0, v)) {
-                of_value.entry((k.0, v)).or_default().entry(o).or_default().insert(op.id);
+                of_value
+                    .entry((k.0, v))
+                    .or_default()
+                    .entry(o)
+                    .or_default()
+                    .insert(op.id);
             }
         });
     }
@@ -408,8 +486,15 @@ fn report_offset_conflicts(history: &History, orders: &Orders, out: &mut Anomali
         let ops: BTreeSet<OpId> = values.values().flatten().copied().collect();
         let vals: Vec<i64> = values.keys().copied().collect();
         out.report(AnomalyClass::InconsistentOffsets, || {
-            anomaly(AnomalyClass::InconsistentOffsets, Some(key), ops.into_iter().collect(), format!(
-                "offset {o} of {} was observed holding different values {vals:?}", history.key_name(key)))
+            anomaly(
+                AnomalyClass::InconsistentOffsets,
+                Some(key),
+                ops.into_iter().collect(),
+                format!(
+                    "offset {o} of {} was observed holding different values {vals:?}",
+                    history.key_name(key)
+                ),
+            )
         });
     }
     for ((k, v), offsets) in of_value {
@@ -417,8 +502,15 @@ fn report_offset_conflicts(history: &History, orders: &Orders, out: &mut Anomali
         let ops: BTreeSet<OpId> = offsets.values().flatten().copied().collect();
         let offs: Vec<i64> = offsets.keys().copied().collect();
         out.report(AnomalyClass::Duplicate, || {
-            anomaly(AnomalyClass::Duplicate, Some(key), ops.into_iter().collect(), format!(
-                "value {v} of {} appears at offsets {offs:?}", history.key_name(key)))
+            anomaly(
+                AnomalyClass::Duplicate,
+                Some(key),
+                ops.into_iter().collect(),
+                format!(
+                    "value {v} of {} appears at offsets {offs:?}",
+                    history.key_name(key)
+                ),
+            )
         });
     }
 }
@@ -431,10 +523,15 @@ struct AckTimes {
 
 impl AckTimes {
     fn new(history: &History, orders: &Orders) -> AckTimes {
-        let mut suffix_min: Vec<Vec<u64>> =
-            orders.offsets.iter().map(|o| vec![u64::MAX; o.len() + 1]).collect();
+        let mut suffix_min: Vec<Vec<u64>> = orders
+            .offsets
+            .iter()
+            .map(|o| vec![u64::MAX; o.len() + 1])
+            .collect();
         for op in history.ops() {
-            let (Outcome::Ok, Some(done)) = (op.outcome, op.complete_ns) else { continue };
+            let (Outcome::Ok, Some(done)) = (op.outcome, op.complete_ns) else {
+                continue;
+            };
             for_each_send(op, |k, v, o| {
                 if let Some(p) = orders.pos_of_send(k, v, o) {
                     let slot = &mut suffix_min[k.0 as usize][p as usize];
@@ -459,18 +556,25 @@ struct LagTracker {
 
 impl LagTracker {
     fn new(keys: usize) -> LagTracker {
-        LagTracker { series: Vec::new(), max: 0, max_per_key: vec![0; keys] }
+        LagTracker {
+            series: Vec::new(),
+            max: 0,
+            max_per_key: vec![0; keys],
+        }
     }
 
     /// A poll that read up to position p of a key lags by how long the value after p had
     /// already been acknowledged when the poll began.
     fn observe(&mut self, op: &Op, orders: &Orders, acks: &AckTimes) {
-        if op.outcome != Outcome::Ok || !matches!(op.kind, OpKind::Poll { .. } | OpKind::Txn { .. }) {
+        if op.outcome != Outcome::Ok || !matches!(op.kind, OpKind::Poll { .. } | OpKind::Txn { .. })
+        {
             return;
         }
         let mut highest: Vec<(u32, i64)> = Vec::new();
         for_each_read(op, |k, o, _| {
-            let Some(p) = orders.pos_of_offset(k, o) else { return };
+            let Some(p) = orders.pos_of_offset(k, o) else {
+                return;
+            };
             match highest.iter_mut().find(|e| e.0 == k.0) {
                 Some(e) => e.1 = e.1.max(p),
                 None => highest.push((k.0, p)),
@@ -492,9 +596,18 @@ impl LagTracker {
 
 type UnseenSummary = (u64, Vec<(u64, u64)>, Vec<KeyQueueStats>);
 
-fn lost_and_unseen(history: &History, orders: &Orders, facts: &ValueFacts, out: &mut Anomalies) -> UnseenSummary {
+fn lost_and_unseen(
+    history: &History,
+    orders: &Orders,
+    facts: &ValueFacts,
+    out: &mut Anomalies,
+) -> UnseenSummary {
     let mut per_key: Vec<KeyQueueStats> = (0..history.key_count())
-        .map(|k| KeyQueueStats { key: KeyId(k as u32), known_offsets: orders.offsets[k].len() as u64, ..Default::default() })
+        .map(|k| KeyQueueStats {
+            key: KeyId(k as u32),
+            known_offsets: orders.offsets[k].len() as u64,
+            ..Default::default()
+        })
         .collect();
     let mut unseen_ops: Vec<Vec<OpId>> = vec![Vec::new(); history.key_count()];
     let mut events: Vec<(u64, i64)> = Vec::new();
@@ -533,8 +646,15 @@ fn lost_and_unseen(history: &History, orders: &Orders, facts: &ValueFacts, out: 
         let key = KeyId(k as u32);
         let count = ops.len();
         out.report(AnomalyClass::Unseen, || {
-            anomaly(AnomalyClass::Unseen, Some(key), ops.into_iter().take(10).collect(), format!(
-                "{count} acknowledged value(s) of {} were never polled", history.key_name(key)))
+            anomaly(
+                AnomalyClass::Unseen,
+                Some(key),
+                ops.into_iter().take(10).collect(),
+                format!(
+                    "{count} acknowledged value(s) of {} were never polled",
+                    history.key_name(key)
+                ),
+            )
         });
     }
     events.sort_unstable();

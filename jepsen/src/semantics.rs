@@ -25,7 +25,13 @@ pub struct Workload {
 
 impl Default for Workload {
     fn default() -> Self {
-        Workload { transactions: false, subscribe: false, acks_all: true, idempotent: true, drained: false }
+        Workload {
+            transactions: false,
+            subscribe: false,
+            acks_all: true,
+            idempotent: true,
+            drained: false,
+        }
     }
 }
 
@@ -117,7 +123,9 @@ pub fn rule(class: AnomalyClass, cycle_has_ww: bool, w: &Workload) -> (Rule, &'s
 pub fn render_markdown() -> String {
     let mut out = String::from(SEMANTICS_PREAMBLE);
     for (title, w) in documented_workloads() {
-        out.push_str(&format!("\n## {title}\n\n| anomaly | verdict | reason |\n|---|---|---|\n"));
+        out.push_str(&format!(
+            "\n## {title}\n\n| anomaly | verdict | reason |\n|---|---|---|\n"
+        ));
         for class in AnomalyClass::ALL {
             let cycle = matches!(
                 class,
@@ -128,11 +136,18 @@ pub fn render_markdown() -> String {
                     | AnomalyClass::G1cProcess
                     | AnomalyClass::G1cRealtime
             );
-            let variants: &[(bool, &str)] =
-                if cycle && w.transactions { &[(true, " (with a ww edge)"), (false, " (no ww edge)")] } else { &[(false, "")] };
+            let variants: &[(bool, &str)] = if cycle && w.transactions {
+                &[(true, " (with a ww edge)"), (false, " (no ww edge)")]
+            } else {
+                &[(false, "")]
+            };
             for (ww, note) in variants {
                 let (r, reason) = rule(class, *ww, &w);
-                out.push_str(&format!("| {}{note} | {} | {reason} |\n", class.name(), r.name()));
+                out.push_str(&format!(
+                    "| {}{note} | {} | {reason} |\n",
+                    class.name(),
+                    r.name()
+                ));
             }
         }
     }
@@ -145,10 +160,35 @@ pub fn documented_workloads() -> Vec<(&'static str, Workload)> {
     let base = Workload::default();
     vec![
         ("assign, acks=all, idempotent, no transactions", base),
-        ("subscribe, acks=all, idempotent, no transactions", Workload { subscribe: true, ..base }),
-        ("assign, acks=1, not idempotent, no transactions", Workload { acks_all: false, idempotent: false, ..base }),
-        ("transactions (read_committed), acks=all, assign or subscribe", Workload { transactions: true, ..base }),
-        ("any of the above, drained by final polls after healing", Workload { drained: true, ..base }),
+        (
+            "subscribe, acks=all, idempotent, no transactions",
+            Workload {
+                subscribe: true,
+                ..base
+            },
+        ),
+        (
+            "assign, acks=1, not idempotent, no transactions",
+            Workload {
+                acks_all: false,
+                idempotent: false,
+                ..base
+            },
+        ),
+        (
+            "transactions (read_committed), acks=all, assign or subscribe",
+            Workload {
+                transactions: true,
+                ..base
+            },
+        ),
+        (
+            "any of the above, drained by final polls after healing",
+            Workload {
+                drained: true,
+                ..base
+            },
+        ),
     ]
 }
 

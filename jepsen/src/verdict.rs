@@ -135,14 +135,20 @@ impl Verdict {
 
     /// Findings of one class.
     pub fn of_class(&self, class: AnomalyClass) -> impl Iterator<Item = &Finding> {
-        self.findings.iter().filter(move |f| f.anomaly.class == class)
+        self.findings
+            .iter()
+            .filter(move |f| f.anomaly.class == class)
     }
 
     /// The classes with at least one forbidden finding, sorted.
     #[must_use]
     pub fn forbidden_classes(&self) -> Vec<AnomalyClass> {
-        let mut classes: Vec<AnomalyClass> =
-            self.findings.iter().filter(|f| f.rule == Rule::Forbidden).map(|f| f.anomaly.class).collect();
+        let mut classes: Vec<AnomalyClass> = self
+            .findings
+            .iter()
+            .filter(|f| f.rule == Rule::Forbidden)
+            .map(|f| f.anomaly.class)
+            .collect();
         classes.sort();
         classes.dedup();
         classes
@@ -168,7 +174,10 @@ pub fn check(history: &History, options: &CheckOptions) -> Verdict {
         let lin = LinOptions {
             partial_reads: options.partial_reads,
             include_txn_keys: false,
-            limits: SearchLimits { deadline, max_steps: options.max_search_steps },
+            limits: SearchLimits {
+                deadline,
+                max_steps: options.max_search_steps,
+            },
         };
         let mut results = check_keys(history, &lin);
         // With acks=1 a partition's log can legitimately lose acknowledged records, so only
@@ -185,7 +194,12 @@ pub fn check(history: &History, options: &CheckOptions) -> Verdict {
                 AnomalyClass::NonLinearizable,
                 Some(r.key),
                 w.ops.clone(),
-                format!("{} {} is not linearizable: {}", r.model, history.key_name(r.key), w.explanation),
+                format!(
+                    "{} {} is not linearizable: {}",
+                    r.model,
+                    history.key_name(r.key),
+                    w.explanation
+                ),
             )),
             LinResult::Unknown(why) => unknown_reasons.push(format!(
                 "linearizability of {} {} unknown: {why}",
@@ -199,10 +213,14 @@ pub fn check(history: &History, options: &CheckOptions) -> Verdict {
         .into_iter()
         .map(|a| {
             let (rule, reason) = rule_for(&a, &options.workload);
-            Finding { anomaly: a, rule, reason }
+            Finding {
+                anomaly: a,
+                rule,
+                reason,
+            }
         })
         .collect();
-    findings.sort_by(|a, b| (a.rule, a.anomaly.class).cmp(&(b.rule, b.anomaly.class)));
+    findings.sort_by_key(|f| (f.rule, f.anomaly.class));
     for f in findings.iter().filter(|f| f.rule == Rule::Undecided) {
         unknown_reasons.push(format!("{}: {}", f.anomaly.class.name(), f.reason));
     }
@@ -213,7 +231,15 @@ pub fn check(history: &History, options: &CheckOptions) -> Verdict {
     } else {
         Validity::Unknown
     };
-    Verdict { validity, findings, counts, unknown_reasons, queue, linearizability, op_count: history.len() }
+    Verdict {
+        validity,
+        findings,
+        counts,
+        unknown_reasons,
+        queue,
+        linearizability,
+        op_count: history.len(),
+    }
 }
 
 fn finding_json(history: &History, f: &Finding) -> Value {
@@ -231,7 +257,10 @@ fn finding_json(history: &History, f: &Finding) -> Value {
 fn lin_json(history: &History, r: &KeyResult) -> Value {
     let (result, detail) = match &r.result {
         LinResult::Ok => ("ok", Value::Null),
-        LinResult::Illegal(w) => ("illegal", json!({"ops": w.ops.iter().map(|i| i.0).collect::<Vec<_>>(), "explanation": w.explanation})),
+        LinResult::Illegal(w) => (
+            "illegal",
+            json!({"ops": w.ops.iter().map(|i| i.0).collect::<Vec<_>>(), "explanation": w.explanation}),
+        ),
         LinResult::Unknown(why) => ("unknown", json!(why)),
     };
     json!({
@@ -266,19 +295,38 @@ pub fn to_json(history: &History, verdict: &Verdict) -> Value {
 /// A human-readable summary: the verdict, then each class found with up to three examples.
 #[must_use]
 pub fn summary(history: &History, verdict: &Verdict) -> String {
-    let mut out = format!("{}: {} operations checked\n", verdict.validity.name().to_uppercase(), verdict.op_count);
+    let mut out = format!(
+        "{}: {} operations checked\n",
+        verdict.validity.name().to_uppercase(),
+        verdict.op_count
+    );
     for reason in &verdict.unknown_reasons {
         out.push_str(&format!("  unknown: {reason}\n"));
     }
     for (class, count) in &verdict.counts {
-        let Some(first) = verdict.of_class(*class).next() else { continue };
-        out.push_str(&format!("  {} x{count} ({}): {}\n", class.name(), first.rule.name(), first.reason));
+        let Some(first) = verdict.of_class(*class).next() else {
+            continue;
+        };
+        out.push_str(&format!(
+            "  {} x{count} ({}): {}\n",
+            class.name(),
+            first.rule.name(),
+            first.reason
+        ));
         for f in verdict.of_class(*class).take(3) {
-            let key = f.anomaly.key.map(|k| format!("[{}] ", history.key_name(k))).unwrap_or_default();
+            let key = f
+                .anomaly
+                .key
+                .map(|k| format!("[{}] ", history.key_name(k)))
+                .unwrap_or_default();
             out.push_str(&format!("    - {key}{}\n", f.anomaly.explanation));
         }
     }
-    let fast = verdict.linearizability.iter().filter(|r| r.method == Method::FastPath).count();
+    let fast = verdict
+        .linearizability
+        .iter()
+        .filter(|r| r.method == Method::FastPath)
+        .count();
     out.push_str(&format!(
         "  linearizability: {} key(s) checked ({fast} by the offset fast path)\n  unseen at end: {}, max realtime lag: {:.3} s\n",
         verdict.linearizability.len(),

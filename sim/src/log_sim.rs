@@ -143,6 +143,7 @@ struct PendingRead {
 /// Recovery verification: read the whole log back before the workload resumes.
 #[derive(Clone, Debug)]
 struct Verify {
+    log_start_before: i64,
     next: i64,
     end: i64,
     durable_before: i64,
@@ -180,6 +181,9 @@ pub struct LogSim {
     model: Model,
     pending_appends: BTreeMap<RequestId, i64>,
     pending_reads: BTreeMap<RequestId, PendingRead>,
+    /// Timestamp lookups in flight: target, expected answer if known, truncations when issued.
+    pending_lookups: BTreeMap<RequestId, (i64, Option<Option<(i64, i64)>>, u64)>,
+    started: Instant,
     truncations: u64,
     next_request: RequestId,
     ops_issued: u32,
@@ -219,6 +223,8 @@ impl LogSim {
             model: Model::default(),
             pending_appends: BTreeMap::new(),
             pending_reads: BTreeMap::new(),
+            pending_lookups: BTreeMap::new(),
+            started: now,
             truncations: 0,
             next_request: 1,
             ops_issued: 0,
@@ -370,6 +376,11 @@ impl LogSim {
         ]);
         self.trace.add_str(request.op.path());
         tracing::debug!(at = ?self.now, id = request.id, op = ?OpSummary(&request.op), ok = result.is_ok(), "disk");
+        if let DiskOp::Write { bytes, .. } = &request.op {
+            if let Some(checkpoint) = seedlog_core::log::checkpoint::Checkpoint::decode(bytes) {
+                tracing::debug!(at = ?self.now, ?checkpoint, "checkpoint written");
+            }
+        }
     }
 
     /// Hands every log output to its handler until the log is quiet. Inputs that handlers want
@@ -456,6 +467,9 @@ impl LogSim {
                 }
             }
             LogOutput::ReadDone { request, result } => self.on_read_done(request, result),
+            LogOutput::OffsetForTimestamp { request, result } => {
+                self.on_timestamp_lookup_done(request, result)
+            }
             LogOutput::Durable { offset } => {
                 self.trace.add(&[self.now.0, 12, offset as u64]);
                 // A truncation may still be locating its cut when a sync round ends, so a claim
@@ -474,7 +488,10 @@ impl LogSim {
             }
             LogOutput::Faulted(reason) => {
                 self.trace.add(&[self.now.0, 14]);
-                if self.phase != Phase::Workload {
+                // Damage already at rest may still fault the log later (a truncation that
+                // cannot read past it hands it to recovery); anything else is a bug.
+                let rot = self.disk.rot_since(DIR, self.last_recovery_done);
+                if self.phase != Phase::Workload && !rot {
                     self.violate(format!("log faulted with faults off: {reason:?}"));
                 }
                 if !self.restart_scheduled {
@@ -520,7 +537,8 @@ impl LogSim {
             1 => self.issue_read(),
             2 => self.feed(LogInput::Sync),
             3 => self.issue_truncate(),
-            _ => self.issue_delete_before(),
+            4 => self.issue_delete_before(),
+            _ => self.issue_timestamp_lookup(),
         }
     }
 
@@ -648,9 +666,27 @@ impl LogSim {
         self.feed(LogInput::TruncateTo { offset });
     }
 
+    fn issue_timestamp_lookup(&mut self) {
+        let request = self.next_request;
+        self.next_request += 1;
+        // Batch timestamps are the simulated wall clock, so aim around the run so far.
+        let span = self.now.saturating_since(self.started).as_millis() + 2;
+        let timestamp = self.started.as_millis() as i64 + self.prng.below(span) as i64 - 1;
+        // The log answers from its state when asked, so the model's answer is fixed now too;
+        // it is only known when the model holds every batch and no truncation is pending.
+        let expected = (!self.log.is_truncating() && !self.model_has_gaps())
+            .then(|| self.model_first_at_or_after(timestamp));
+        self.pending_lookups.insert(request, (timestamp, expected, self.truncations));
+        self.trace.add(&[self.now.0, 34, request, timestamp as u64]);
+        tracing::debug!(at = ?self.now, request, timestamp, "offset-for-timestamp");
+        self.feed(LogInput::OffsetForTimestamp { request, timestamp });
+    }
+
     fn issue_delete_before(&mut self) {
         let span = (self.model.end - self.model.log_start).max(0) as u64;
         let offset = self.model.log_start + self.prng.below(span + 1) as i64;
+        // Moving the log start races reads and lookups the way a truncation does.
+        self.truncations += 1;
         self.trace.add(&[self.now.0, 33, offset as u64]);
         tracing::debug!(at = ?self.now, offset, "delete-before");
         self.model.log_start = self.model.log_start.max(offset.min(self.model.end));

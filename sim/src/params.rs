@@ -18,8 +18,8 @@ pub struct LogSimParams {
     pub operations: u32,
     /// Mean gap between workload operations, in microseconds.
     pub op_gap_us: u64,
-    /// Relative weights of append, read, sync, truncate, delete-before.
-    pub weights: [u32; 5],
+    /// Relative weights of append, read, sync, truncate, delete-before, timestamp lookup.
+    pub weights: [u32; 6],
     /// Records per batch, at most.
     pub records_max: u32,
     /// Value size in bytes, at most.
@@ -67,6 +67,7 @@ impl LogSimParams {
                 prng.range_inclusive(0, 20) as u32,
                 prng.range_inclusive(0, 4) as u32,
                 prng.range_inclusive(0, 3) as u32,
+                prng.range_inclusive(0, 10) as u32,
             ],
             records_max: prng.range_inclusive(1, 10) as u32,
             value_bytes_max: prng.range_inclusive(0, 400) as u32,
@@ -102,7 +103,7 @@ impl fmt::Display for LogSimParams {
         writeln!(f, "op_gap_us: {}", self.op_gap_us)?;
         writeln!(
             f,
-            "weights (append/read/sync/truncate/delete): {:?}",
+            "weights (append/read/sync/truncate/delete/timestamp): {:?}",
             self.weights
         )?;
         writeln!(f, "records_max: {}", self.records_max)?;

@@ -1,6 +1,6 @@
 //! Seed sweeps of the single-node log simulation, run by the normal test suite.
 
-use seedlog_core::canary::{Canaries, Canary};
+use seedlog_core::canary::Canaries;
 use seedlog_sim::{repro_command, run_log_seed, run_log_seed_caught};
 
 /// Seeds in the normal sweep.
@@ -48,42 +48,3 @@ fn same_seed_same_trace_hash() {
         run_log_seed(2, Canaries::NONE).trace_hash
     );
 }
-
-/// Seeds within which each canary must be caught.
-#[cfg(feature = "canary")]
-const CANARY_SEEDS: u64 = 300;
-
-#[cfg(feature = "canary")]
-fn first_catching_seed(canary: Canary) -> Option<u64> {
-    (0..CANARY_SEEDS).find(|seed| {
-        !run_log_seed(*seed, Canaries::NONE.with(canary))
-            .violations
-            .is_empty()
-    })
-}
-
-// Canary: recovery that skips CRC checks keeps bit-rotted and torn-but-framed batches; the
-// simulator must notice within the stated number of seeds.
-#[cfg(feature = "canary")]
-#[test]
-fn canary_recovery_skips_crc_is_caught() {
-    let seed = first_catching_seed(Canary::RecoverySkipsCrc);
-    assert!(
-        seed.is_some(),
-        "recovery-skips-crc not caught in {CANARY_SEEDS} seeds"
-    );
-}
-
-// Canary: recovery that keeps a torn tail must be caught within the stated number of seeds.
-#[cfg(feature = "canary")]
-#[test]
-fn canary_recovery_keeps_torn_tail_is_caught() {
-    let seed = first_catching_seed(Canary::RecoveryKeepsTornTail);
-    assert!(
-        seed.is_some(),
-        "recovery-keeps-torn-tail not caught in {CANARY_SEEDS} seeds"
-    );
-}
-
-#[allow(dead_code)]
-fn _uses(_: Canary) {}

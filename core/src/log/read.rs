@@ -122,29 +122,29 @@ impl Log {
             State::Ready => None,
         };
         if let Some(error) = refused {
-            return self.outbox.push_back(LogOutput::OffsetForTimestamp {
-                request,
-                result: Err(error),
-            });
+            let result = Err(error);
+            return self.outbox.push_back(LogOutput::OffsetForTimestamp { request, result });
         }
-        let log_start = self.log_start_offset;
+        self.reads_in_flight += 1;
+        self.continue_timestamp_lookup(request, timestamp, self.log_start_offset);
+    }
+
+    /// Looks for the first batch at or after `from` that can hold a record at or after
+    /// `timestamp`, and reads it. The index's running maximum may point below `from` (batches
+    /// before the log start count in it); then the batch holding `from` is read instead and the
+    /// search walks on from there.
+    fn continue_timestamp_lookup(&mut self, request: RequestId, timestamp: i64, from: i64) {
         let found = self
             .segments
             .values()
-            .filter(|s| s.next_offset > log_start)
-            .find_map(|s| {
-                s.lookup_timestamp(timestamp)
-                    .map(|o| (s.base_offset, o.max(log_start)))
-            });
+            .filter(|s| s.next_offset > from)
+            .find_map(|s| s.lookup_timestamp(timestamp).map(|o| (s.base_offset, o.max(from))));
         let Some((segment, offset)) = found else {
-            return self.outbox.push_back(LogOutput::OffsetForTimestamp {
-                request,
-                result: Ok(None),
-            });
+            self.reads_in_flight -= 1;
+            let result = Ok(None);
+            return self.outbox.push_back(LogOutput::OffsetForTimestamp { request, result });
         };
-        let seg = &self.segments[&segment];
-        let (position_offset, position) = seg.lookup_offset(offset);
-        self.reads_in_flight += 1;
+        let (position_offset, position) = self.segments[&segment].lookup_offset(offset);
         let state = ReadState {
             request,
             offset,
@@ -159,31 +159,31 @@ impl Log {
         self.issue_read(state, 0);
     }
 
-    /// The batch holding the looked-up offset arrived: find the record.
+    /// The batch holding the looked-up offset arrived: find the record, or walk on.
     fn finish_timestamp_lookup(&mut self, state: &ReadState, batch: &[u8], timestamp: i64) {
-        self.reads_in_flight -= 1;
         let request = state.request;
         let header = record_batch::BatchHeader::parse(batch).expect("framing checked by caller");
         let found = match record_batch::decode_records(batch, &header) {
             Ok(records) => records
                 .iter()
                 .map(|r| {
-                    (
-                        header.base_offset + i64::from(r.offset_delta),
-                        header.base_timestamp + r.timestamp_delta,
-                    )
+                    let offset = header.base_offset + i64::from(r.offset_delta);
+                    (offset, header.base_timestamp + r.timestamp_delta)
                 })
                 .find(|(offset, ts)| *ts >= timestamp && *offset >= state.offset),
-            // Compressed records are not decoded here: the batch's base offset and maximum
-            // timestamp are the closest honest answer.
-            Err(_) => Some((header.base_offset.max(state.offset), header.max_timestamp)),
+            // Compressed records are not decoded here: the batch's first wanted offset and
+            // maximum timestamp are the closest honest answer.
+            Err(_) => (header.max_timestamp >= timestamp)
+                .then_some((header.base_offset.max(state.offset), header.max_timestamp)),
         };
-        let result = Ok(found.or(Some((
-            header.base_offset.max(state.offset),
-            header.max_timestamp,
-        ))));
-        self.outbox
-            .push_back(LogOutput::OffsetForTimestamp { request, result });
+        match found {
+            Some(found) => {
+                self.reads_in_flight -= 1;
+                let result = Ok(Some(found));
+                self.outbox.push_back(LogOutput::OffsetForTimestamp { request, result });
+            }
+            None => self.continue_timestamp_lookup(request, timestamp, header.next_offset()),
+        }
     }
 
     /// Starts locating the batch that holds `offset` so a truncation can cut at its start.

@@ -95,6 +95,8 @@ pub(super) struct Recovery {
     cut: Option<Cut>,
     /// Re-reads of the current position after a failed check.
     rereads: u32,
+    /// Segment files wholly below the log start, deleted once recovery finishes.
+    below_log_start: Vec<i64>,
 }
 
 /// How often recovery re-reads a batch that failed its check before cutting there.
@@ -133,15 +135,16 @@ impl Log {
             (Step::CheckpointRead, DiskOutcome::Read(bytes)) => {
                 let recovery = self.recovery();
                 recovery.checkpoint_reads_outstanding -= 1;
-                if let Some(c) = Checkpoint::decode(&bytes) {
-                    if recovery
-                        .best_checkpoint
-                        .is_none_or(|b| c.sequence > b.sequence)
-                    {
+                match Checkpoint::decode(&bytes) {
+                    Some(c) if recovery.best_checkpoint.is_none_or(|b| c.sequence > b.sequence) => {
                         recovery.best_checkpoint = Some(c);
                     }
+                    Some(_) => {}
+                    None => recovery.checkpoint_unreadable += 1,
                 }
-                self.maybe_finish_recovery(now);
+                if recovery.checkpoint_reads_outstanding == 0 {
+                    self.begin_scan(now);
+                }
             }
             (Step::SegmentRead, DiskOutcome::Read(bytes)) => self.on_segment_chunk(now, &bytes),
             _ => self.fault(FaultReason::UnexpectedCompletion),
@@ -172,6 +175,19 @@ impl Log {
         recovery.files = files;
         recovery.checkpoint_files = slots.len() as u32;
         recovery.checkpoint_reads_outstanding = slots.len() as u32;
+        if slots.is_empty() {
+            self.begin_scan(now);
+        }
+    }
+
+    /// Once the checkpoint is known: skip segment files that lie wholly below the log start
+    /// (deleted records whose file deletion a crash interrupted; a gap among them is no loss)
+    /// and scan from the segment holding the log start.
+    fn begin_scan(&mut self, now: Instant) {
+        let recovery = self.recovery();
+        let log_start = recovery.best_checkpoint.map_or(0, |c| c.log_start_offset);
+        let first = recovery.files.iter().rposition(|(base, _)| *base <= log_start).unwrap_or(0);
+        recovery.below_log_start = recovery.files.drain(..first).map(|(base, _)| base).collect();
         self.start_segment_scan(now);
     }
 
@@ -336,6 +352,10 @@ impl Log {
         let recovery_point = checkpoint.map_or(0, |c| c.recovery_point);
         self.checkpoint_sequence = checkpoint.map_or(0, |c| c.sequence);
         self.log_start_offset = checkpoint.map_or(0, |c| c.log_start_offset);
+        for base in &recovery.below_log_start {
+            let file = self.segment_path(*base);
+            self.emit_disk(DiskOp::Delete { file }, Pending::Delete);
+        }
         let mut plan = self.plan_recovery_cut(&recovery);
         let mut log_end_offset = self.log_end_offset();
         let surviving_end = log_end_offset.max(self.log_start_offset);
@@ -349,7 +369,7 @@ impl Log {
         self.durable_offset = recovery_point.clamp(self.log_start_offset, log_end_offset);
         self.recovery_point = self.durable_offset;
         for segment in self.segments.values_mut() {
-            segment.dirty = segment.next_offset > self.durable_offset || segment.size == 0;
+            segment.dirty = segment.next_offset > self.durable_offset && segment.size > 0;
         }
         // Offsets below the log start were deleted on purpose; only the rest counts as lost.
         let lost = (surviving_end < recovery_point).then_some((surviving_end, recovery_point));

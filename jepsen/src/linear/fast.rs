@@ -14,9 +14,13 @@
 //! On failure, each point remembers which constraint set it, so the chain of operations that
 //! forced the late point is the witness: typically two or three operations.
 //!
+//! Offsets that no append reported and no read saw must have been taken by indeterminate
+//! appends with unknown offsets (their values were never read, so they are interchangeable);
+//! the earliest-invoked ones fill the earliest gaps, and the rest never happened.
+//!
 //! The fast path declines (and the caller falls back to the search) whenever its preconditions
 //! do not hold: an acknowledged append with no known offset, a value appended twice, a value
-//! seen at two offsets, offsets that are not exactly 0..n, or a read value nobody appended.
+//! seen at two offsets, more gaps than indeterminate appends, or a read value nobody appended.
 //! Its verdict is exact whenever it gives one; the test suite cross-checks it against the
 //! search on thousands of random histories.
 
@@ -71,11 +75,15 @@ fn value_offsets(ops: &[LinOp<LogOp>]) -> Option<FastMap<i64, i64>> {
     };
     for op in ops {
         let consistent = match &op.op {
-            LogOp::Append { value, offset: Some(o) } => note(*value, *o),
+            LogOp::Append {
+                value,
+                offset: Some(o),
+            } => note(*value, *o),
             LogOp::Append { offset: None, .. } => true,
-            LogOp::Read { from, values, .. } => {
-                values.iter().enumerate().all(|(i, v)| note(*v, from.saturating_add(i as i64)))
-            }
+            LogOp::Read { from, values, .. } => values
+                .iter()
+                .enumerate()
+                .all(|(i, v)| note(*v, from.saturating_add(i as i64))),
         };
         if !consistent {
             return None;
@@ -89,8 +97,11 @@ impl Plan {
         let value_offset = value_offsets(ops)?;
         let mut at: FastMap<i64, usize> = FastMap::default();
         let mut appended: FastMap<i64, ()> = FastMap::default();
+        let mut fillers: Vec<usize> = Vec::new();
         for (i, op) in ops.iter().enumerate() {
-            let LogOp::Append { value, offset } = &op.op else { continue };
+            let LogOp::Append { value, offset } = &op.op else {
+                continue;
+            };
             if appended.insert(*value, ()).is_some() {
                 return None;
             }
@@ -98,18 +109,46 @@ impl Plan {
                 Some(o) if at.insert(o, i).is_none() => {}
                 Some(_) => return None,
                 None if op.must_happen => return None,
-                None => {}
+                None => fillers.push(i),
             }
         }
-        let n = at.len();
+        let n = at
+            .keys()
+            .map(|o| usize::try_from(*o).ok().map(|o| o + 1))
+            .max()
+            .unwrap_or(Some(0))?;
+        if n > at.len() + fillers.len() {
+            return None;
+        }
         let mut appends = vec![usize::MAX; n];
         for (o, i) in &at {
-            let slot = usize::try_from(*o).ok().filter(|o| *o < n)?;
-            appends[slot] = *i;
+            appends[usize::try_from(*o).ok()?] = *i;
         }
-        let mut plan = Plan { appends, after: vec![Vec::new(); n + 1], before: vec![Vec::new(); n] };
+        // Offsets nobody reported or read were taken by indeterminate appends whose values were
+        // never read. Those are interchangeable except for their invocation times (they never
+        // return), so giving the earliest-invoked one to the earliest gap is optimal.
+        fillers.sort_by_key(|i| (ops[*i].invoke, *i));
+        let mut unused = fillers.into_iter();
+        for slot in appends.iter_mut().filter(|s| **s == usize::MAX) {
+            *slot = unused
+                .next()
+                .expect("checked: enough indeterminate appends to fill the gaps");
+        }
+        let mut plan = Plan {
+            appends,
+            after: vec![Vec::new(); n + 1],
+            before: vec![Vec::new(); n],
+        };
         for (i, op) in ops.iter().enumerate() {
-            let LogOp::Read { from, values, partial, .. } = &op.op else { continue };
+            let LogOp::Read {
+                from,
+                values,
+                partial,
+                ..
+            } = &op.op
+            else {
+                continue;
+            };
             if values.iter().any(|v| !appended.contains_key(v)) {
                 return None;
             }
@@ -165,7 +204,10 @@ impl Plan {
                 point = (t_app[j - 1].0, Cause::Append(j - 1));
             }
             for &r in &self.before[j] {
-                let t = t_read.get(&r).expect("reads before append j were placed at or before j").0;
+                let t = t_read
+                    .get(&r)
+                    .expect("reads before append j were placed at or before j")
+                    .0;
                 if t > point.0 {
                     point = (t, Cause::Read(r));
                 }

@@ -30,6 +30,7 @@
 
 pub mod fast;
 pub mod models;
+pub mod partition;
 
 use std::time::Instant;
 
@@ -187,7 +188,9 @@ pub fn check_operations<S: SequentialSpec>(
     limits: &SearchLimits,
 ) -> LinResult {
     let mut entries = Entries::new(ops);
-    let tags: Vec<u64> = (0..ops.len() as u64).map(|i| mix64(i ^ 0xa5a5_5a5a)).collect();
+    let tags: Vec<u64> = (0..ops.len() as u64)
+        .map(|i| mix64(i ^ 0xa5a5_5a5a))
+        .collect();
     let mut cache: FastSet<u128> = FastSet::default();
     let mut stack: Vec<(usize, S::Undo)> = Vec::new();
     let mut set_hash = 0u64;
@@ -249,14 +252,19 @@ fn limit_hit(limits: &SearchLimits, steps: u64) -> Option<String> {
     if limits.max_steps.is_some_and(|max| steps > max) {
         return Some(format!("search gave up after {steps} steps"));
     }
-    if steps % 4096 == 0 && limits.deadline.is_some_and(|d| Instant::now() >= d) {
+    if steps & 4095 == 0 && limits.deadline.is_some_and(|d| Instant::now() >= d) {
         return Some(format!("search timed out after {steps} steps"));
     }
     None
 }
 
 /// The operations still pending (listed before the stuck return) at the deepest failure.
-fn capture_frontier<S: SequentialSpec>(spec: &S, entries: &Entries, stuck_entry: usize, depth: usize) -> Frontier {
+fn capture_frontier<S: SequentialSpec>(
+    spec: &S,
+    entries: &Entries,
+    stuck_entry: usize,
+    depth: usize,
+) -> Frontier {
     const PENDING_MAX: usize = 32;
     let mut pending = Vec::new();
     let mut e = entries.next[HEAD];
@@ -266,16 +274,29 @@ fn capture_frontier<S: SequentialSpec>(spec: &S, entries: &Entries, stuck_entry:
         }
         e = entries.next[e];
     }
-    Frontier { depth, stuck: entries.op[stuck_entry], pending, state: spec.describe() }
+    Frontier {
+        depth,
+        stuck: entries.op[stuck_entry],
+        pending,
+        state: spec.describe(),
+    }
 }
 
 fn witness<O>(ops: &[LinOp<O>], frontier: Option<Frontier>) -> Witness {
     let Some(f) = frontier else {
-        return Witness { ops: Vec::new(), explanation: "no operation can be linearized".into() };
+        return Witness {
+            ops: Vec::new(),
+            explanation: "no operation can be linearized".into(),
+        };
     };
     let stuck = ops[f.stuck as usize].id;
     let mut ids: Vec<OpId> = vec![stuck];
-    ids.extend(f.pending.iter().map(|i| ops[*i as usize].id).filter(|id| *id != stuck));
+    ids.extend(
+        f.pending
+            .iter()
+            .map(|i| ops[*i as usize].id)
+            .filter(|id| *id != stuck),
+    );
     Witness {
         explanation: format!(
             "after linearizing at most {} operation(s) (state: {}), op {} returned but neither it nor any of the {} concurrent pending operation(s) could take effect next",

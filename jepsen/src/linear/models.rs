@@ -20,7 +20,9 @@ fn scramble(value: i64) -> u64 {
 /// The rolling hash of a sequence of values, as a read's expected range hash.
 #[must_use]
 pub fn values_hash(values: &[i64]) -> u64 {
-    values.iter().fold(0u64, |h, v| h.wrapping_mul(BASE).wrapping_add(scramble(*v)))
+    values
+        .iter()
+        .fold(0u64, |h, v| h.wrapping_mul(BASE).wrapping_add(scramble(*v)))
 }
 
 /// An operation on a log.
@@ -52,7 +54,12 @@ impl LogOp {
     #[must_use]
     pub fn read(from: i64, values: Vec<i64>, partial: bool) -> LogOp {
         let hash = values_hash(&values);
-        LogOp::Read { from, values, hash, partial }
+        LogOp::Read {
+            from,
+            values,
+            hash,
+            partial,
+        }
     }
 }
 
@@ -76,7 +83,11 @@ impl LogSpec {
     /// An empty log.
     #[must_use]
     pub fn new() -> LogSpec {
-        LogSpec { values: Vec::new(), prefix: vec![0], pow: vec![1] }
+        LogSpec {
+            values: Vec::new(),
+            prefix: vec![0],
+            pow: vec![1],
+        }
     }
 
     /// The current values.
@@ -92,12 +103,16 @@ impl LogSpec {
 
     fn read_ok(&self, from: i64, len: usize, hash: u64, partial: bool) -> bool {
         let log_len = self.values.len();
-        let Ok(from) = usize::try_from(from) else { return false };
+        let Ok(from) = usize::try_from(from) else {
+            return false;
+        };
         if len == 0 {
             // A full read returns nothing only at or past the end; an empty poll says nothing.
             return partial || log_len <= from;
         }
-        let Some(end) = from.checked_add(len) else { return false };
+        let Some(end) = from.checked_add(len) else {
+            return false;
+        };
         if end > log_len || (!partial && end != log_len) {
             return false;
         }
@@ -115,18 +130,27 @@ impl SequentialSpec for LogSpec {
                 if offset.is_some_and(|o| o != self.values.len() as i64) {
                     return None;
                 }
-                let last = *self.prefix.last().expect("prefix always holds the empty prefix");
+                let last = *self
+                    .prefix
+                    .last()
+                    .expect("prefix always holds the empty prefix");
                 self.values.push(*value);
-                self.prefix.push(last.wrapping_mul(BASE).wrapping_add(scramble(*value)));
+                self.prefix
+                    .push(last.wrapping_mul(BASE).wrapping_add(scramble(*value)));
                 if self.pow.len() < self.prefix.len() {
                     let p = *self.pow.last().expect("pow always holds BASE^0");
                     self.pow.push(p.wrapping_mul(BASE));
                 }
                 Some(true)
             }
-            LogOp::Read { from, values, hash, partial } => {
-                self.read_ok(*from, values.len(), *hash, *partial).then_some(false)
-            }
+            LogOp::Read {
+                from,
+                values,
+                hash,
+                partial,
+            } => self
+                .read_ok(*from, values.len(), *hash, *partial)
+                .then_some(false),
         }
     }
 
@@ -138,7 +162,10 @@ impl SequentialSpec for LogSpec {
     }
 
     fn state_hash(&self) -> u64 {
-        let last = *self.prefix.last().expect("prefix always holds the empty prefix");
+        let last = *self
+            .prefix
+            .last()
+            .expect("prefix always holds the empty prefix");
         mix64(last ^ self.values.len() as u64)
     }
 

@@ -58,7 +58,13 @@ struct Split {
 }
 
 fn lin_op<O>(op: &Op, must_happen: bool, inner: O) -> LinOp<O> {
-    LinOp { id: op.id, invoke: op.invoke_ns, complete: op.complete_ns, must_happen, op: inner }
+    LinOp {
+        id: op.id,
+        invoke: op.invoke_ns,
+        complete: op.complete_ns,
+        must_happen,
+        op: inner,
+    }
 }
 
 /// Runs of consecutive offsets of one partition within a poll, as partial reads.
@@ -84,23 +90,45 @@ fn split(history: &History, options: &LinOptions) -> Split {
         let ok = op.outcome == Outcome::Ok;
         match &op.kind {
             OpKind::Send { key, value, offset } => {
-                let append = LogOp::Append { value: *value, offset: *offset };
-                s.logs.entry(*key).or_default().push(lin_op(op, ok || offset.is_some(), append));
+                let append = LogOp::Append {
+                    value: *value,
+                    offset: *offset,
+                };
+                s.logs
+                    .entry(*key)
+                    .or_default()
+                    .push(lin_op(op, ok || offset.is_some(), append));
             }
             OpKind::Poll { records, .. } => {
                 for (key, from, values) in poll_runs(records) {
-                    s.logs.entry(key).or_default().push(lin_op(op, true, LogOp::read(from, values, true)));
+                    s.logs.entry(key).or_default().push(lin_op(
+                        op,
+                        true,
+                        LogOp::read(from, values, true),
+                    ));
                 }
             }
-            OpKind::Read { key, from, values: Some(values) } => {
+            OpKind::Read {
+                key,
+                from,
+                values: Some(values),
+            } => {
                 let read = LogOp::read(*from, values.clone(), options.partial_reads);
                 s.logs.entry(*key).or_default().push(lin_op(op, true, read));
             }
             OpKind::Write { key, value } => {
-                s.registers.entry(*key).or_default().push(lin_op(op, ok, RegisterOp::Write(*value)));
+                s.registers.entry(*key).or_default().push(lin_op(
+                    op,
+                    ok,
+                    RegisterOp::Write(*value),
+                ));
             }
             OpKind::RegisterRead { key, value } if ok => {
-                s.registers.entry(*key).or_default().push(lin_op(op, true, RegisterOp::Read(*value)));
+                s.registers.entry(*key).or_default().push(lin_op(
+                    op,
+                    true,
+                    RegisterOp::Read(*value),
+                ));
             }
             OpKind::Txn { mops } => {
                 for mop in mops {
@@ -108,7 +136,9 @@ fn split(history: &History, options: &LinOptions) -> Split {
                         MicroOp::Send { key, .. } => {
                             s.txn_keys.insert(*key);
                         }
-                        MicroOp::Poll { records } => s.txn_keys.extend(records.iter().map(|r| r.key)),
+                        MicroOp::Poll { records } => {
+                            s.txn_keys.extend(records.iter().map(|r| r.key))
+                        }
                     }
                 }
             }
@@ -130,15 +160,28 @@ pub fn check_keys(history: &History, options: &LinOptions) -> Vec<KeyResult> {
         let (method, result) = match check_log_fast(ops) {
             FastResult::Ok => (Method::FastPath, LinResult::Ok),
             FastResult::Illegal(w) => (Method::FastPath, LinResult::Illegal(w)),
-            FastResult::NotApplicable => {
-                (Method::Search, check_operations(&mut LogSpec::new(), ops, &options.limits))
-            }
+            FastResult::NotApplicable => (
+                Method::Search,
+                check_operations(&mut LogSpec::new(), ops, &options.limits),
+            ),
         };
-        results.push(KeyResult { key: *key, model: "log", ops: ops.len(), method, result });
+        results.push(KeyResult {
+            key: *key,
+            model: "log",
+            ops: ops.len(),
+            method,
+            result,
+        });
     }
     for (key, ops) in &s.registers {
         let result = check_operations(&mut RegisterSpec::default(), ops, &options.limits);
-        results.push(KeyResult { key: *key, model: "register", ops: ops.len(), method: Method::Search, result });
+        results.push(KeyResult {
+            key: *key,
+            model: "register",
+            ops: ops.len(),
+            method: Method::Search,
+            result,
+        });
     }
     results.sort_by_key(|r| r.key);
     results

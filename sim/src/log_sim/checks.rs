@@ -15,10 +15,12 @@ impl LogSim {
         // Damage at rest since the last good recovery, or a flipped bit while this recovery
         // scanned (the log re-reads before cutting, but cannot beat repeated flips), are the
         // only reasons synced data may be cut.
+        let earlier_report = self.loss_report_pending;
         let rot = self.disk.rot_since(DIR, self.last_recovery_done)
             || self.disk.read_flips_since(DIR, self.recovery_started)
-            || self.loss_report_pending;
-        self.loss_report_pending = report.durable_data_lost.is_some() || report.cut.is_some();
+            || earlier_report;
+        self.loss_report_pending =
+            earlier_report || report.durable_data_lost.is_some() || report.cut.is_some();
         if let Some((from, to)) = report.durable_data_lost {
             if !rot {
                 self.violate(format!(
@@ -29,7 +31,8 @@ impl LogSim {
         if report.log_end_offset < self.model.durable {
             let reported = report.durable_data_lost.is_some()
                 || report.checkpoint_lost
-                || report.checkpoint_damaged;
+                || report.checkpoint_damaged
+                || earlier_report;
             if !(rot && reported) {
                 self.violate(format!(
                     "synced data lost: log ends at {} after restart but {} was durable (cut: {:?}, reported: {reported}, rot: {rot})",
@@ -37,8 +40,10 @@ impl LogSim {
                 ));
             }
         }
+        let log_start_before = self.model.log_start;
         self.model.log_start = report.log_start_offset;
         self.verify = Some(Verify {
+            log_start_before,
             next: report.log_start_offset,
             end: report.log_end_offset,
             durable_before: self.model.durable,
@@ -177,7 +182,10 @@ impl LogSim {
         let verify = self.verify.as_mut().expect("verifying");
         let mut changed = None;
         for (header, bytes) in batches {
-            let was_durable = header.next_offset() <= verify.durable_before;
+            // Records below the log start were deleted: no promise covers them, and a lost
+            // checkpoint may legitimately bring old versions back.
+            let promised = header.next_offset() > verify.log_start_before;
+            let was_durable = promised && header.next_offset() <= verify.durable_before;
             let kept = verify
                 .current_before
                 .get(&header.base_offset)
@@ -245,4 +253,52 @@ impl LogSim {
 /// epoch cache that replication keeps is what pins it. Every other byte must match.
 fn same_batch(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.len() >= 16 && a[..12] == b[..12] && a[16..] == b[16..]
+}
+
+impl LogSim {
+    pub(super) fn on_timestamp_lookup_done(
+        &mut self,
+        request: RequestId,
+        result: Result<Option<(i64, i64)>, ReadError>,
+    ) {
+        let Some((timestamp, expected, truncations)) = self.pending_lookups.remove(&request) else {
+            return self.violate(format!("answer to unknown timestamp lookup {request}"));
+        };
+        self.trace.add(&[self.now.0, 42, request, u64::from(result.is_ok())]);
+        let (Ok(found), Some(expected)) = (result, expected) else { return };
+        if truncations != self.truncations {
+            return;
+        }
+        if found != expected {
+            self.violate(format!(
+                "offset for timestamp {timestamp}: log answered {found:?}, model says {expected:?}"
+            ));
+        }
+    }
+
+    pub(super) fn model_has_gaps(&self) -> bool {
+        let mut next = None;
+        for (base, bytes) in &self.model.current {
+            if next.is_some_and(|n| n != *base) {
+                return true;
+            }
+            next = Some(Model::batch_end(bytes));
+        }
+        next.is_some_and(|n| n != self.model.end)
+    }
+
+    pub(super) fn model_first_at_or_after(&self, timestamp: i64) -> Option<(i64, i64)> {
+        let start = self.model.log_start;
+        self.model.current.values().find_map(|bytes| {
+            let header = BatchHeader::parse(bytes).ok()?;
+            let records = record_batch::decode_records(bytes, &header).ok()?;
+            records
+                .iter()
+                .map(|r| {
+                    let offset = header.base_offset + i64::from(r.offset_delta);
+                    (offset, header.base_timestamp + r.timestamp_delta)
+                })
+                .find(|(offset, ts)| *offset >= start && *ts >= timestamp)
+        })
+    }
 }

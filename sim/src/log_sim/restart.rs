@@ -17,6 +17,7 @@ impl LogSim {
         self.disk_free_at = self.now;
         self.timer_at = None;
         self.pending_reads.clear();
+        self.pending_lookups.clear();
         self.pending_appends.clear();
         // A restart in the middle of verification: the model's view is still the one from
         // before the previous restart.
