@@ -342,15 +342,18 @@ fn op_out(h: &History, op: &OpKind) -> OpJson {
 }
 
 /// Serializes a history as native JSON lines (events in time order, completions before
-/// invocations at equal times). Parsing the result gives back an equal history.
+/// invocations at equal times, except that an operation completing at the instant it was
+/// invoked completes after its own invocation). Parsing the result gives back an equal history.
 #[must_use]
 pub fn to_jsonl(history: &History) -> String {
-    // (time, 0 = completion / 1 = crash or invocation, op id)
+    // (time, 0 = completion of an earlier invocation / 1 = crash or invocation / 2 = completion
+    // of an invocation at the same instant, op id)
     let mut events: Vec<(u64, u8, OpId)> = Vec::with_capacity(history.len() * 2);
     for op in history.ops() {
         events.push((op.invoke_ns, 1, op.id));
         if let (Some(done), false) = (op.complete_ns, matches!(op.kind, OpKind::Crash)) {
-            events.push((done, 0, op.id));
+            let phase = if done == op.invoke_ns { 2 } else { 0 };
+            events.push((done, phase, op.id));
         }
     }
     events.sort_unstable();

@@ -55,6 +55,31 @@ fn jsonl_round_trip() {
     assert_eq!(to_jsonl(&back), text);
 }
 
+// An operation refused at the instant it was sent (a synchronous refusal in the simulator)
+// completes at its own invocation time; the dump must still list the invocation first so the
+// file parses back.
+#[test]
+fn jsonl_round_trip_with_instant_completion() {
+    let mut t = sample();
+    let key = t.h.key("x").unwrap();
+    let id =
+        t.h.invoke(
+            9,
+            500,
+            OpKind::Send {
+                key,
+                value: 77,
+                offset: None,
+            },
+        )
+        .unwrap();
+    t.h.complete(id, 500, Outcome::Fail, None).unwrap();
+    let text = to_jsonl(&t.h);
+    let back = parse(&text).expect("a dumped history parses back");
+    assert_eq!(back.ops().len(), t.h.ops().len());
+    assert_eq!(to_jsonl(&back), text);
+}
+
 // Other tools' histories arrive as an operation array: appends and reads on a log, writes and
 // reads on a register, with missing return times meaning "never returned".
 #[test]

@@ -21,6 +21,10 @@ pub struct SimArgs {
     /// Switch on a planted bug by name (needs a build with the `canary` feature).
     #[arg(long = "canary")]
     canaries: Vec<String>,
+    /// Write the run's client history (JSON lines) here, for `seedlog check`. Only seeds that
+    /// keep to Kafka client semantics record one; the parameters say `kafka_history: true`.
+    #[arg(long)]
+    history: Option<std::path::PathBuf>,
 }
 
 fn parse_canaries(names: &[String]) -> Result<Canaries, String> {
@@ -57,7 +61,12 @@ pub fn run(args: SimArgs) -> ExitCode {
     let canary_names: Vec<&str> = args.canaries.iter().map(String::as_str).collect();
     match args.seeds {
         Some(count) => sweep(args.seed.unwrap_or(0), count, canaries, &canary_names),
-        None => one(args.seed.unwrap_or_else(draw_seed), canaries, &canary_names),
+        None => one(
+            args.seed.unwrap_or_else(draw_seed),
+            canaries,
+            &canary_names,
+            args.history,
+        ),
     }
 }
 
@@ -69,7 +78,12 @@ fn draw_seed() -> u64 {
     nanos ^ u64::from(std::process::id()).rotate_left(32)
 }
 
-fn one(seed: u64, canaries: Canaries, names: &[&str]) -> ExitCode {
+fn one(
+    seed: u64,
+    canaries: Canaries,
+    names: &[&str],
+    history_path: Option<std::path::PathBuf>,
+) -> ExitCode {
     let params = LogSimParams::draw(seed, canaries);
     println!("{params}");
     let started = Instant::now();
@@ -86,6 +100,16 @@ fn one(seed: u64, canaries: Canaries, names: &[&str]) -> ExitCode {
     );
     for v in &report.violations {
         println!("VIOLATION at {:?}: {}", v.at, v.what);
+    }
+    if let Some(path) = history_path {
+        match &report.history {
+            Some(history) => match std::fs::write(&path, seedlog_jepsen::format::to_jsonl(history))
+            {
+                Ok(()) => println!("history: {} ({} operations)", path.display(), history.len()),
+                Err(e) => eprintln!("error: cannot write {}: {e}", path.display()),
+            },
+            None => println!("history: this seed records none (kafka_history: false)"),
+        }
     }
     println!("trace hash: {:016x}", report.trace_hash);
     if report.violations.is_empty() {

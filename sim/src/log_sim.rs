@@ -62,6 +62,8 @@ pub struct LogSimReport {
     pub trace_hash: u64,
     /// Broken promises, first first.
     pub violations: Vec<Violation>,
+    /// The client history, on seeds that record one.
+    pub history: Option<seedlog_jepsen::History>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,6 +199,7 @@ pub struct LogSim {
     deferred: VecDeque<LogInput>,
     trace: TraceHash,
     report: LogSimReport,
+    recorder: Option<history::Recorder>,
 }
 
 impl LogSim {
@@ -244,7 +247,9 @@ impl LogSim {
                 reads: 0,
                 trace_hash: 0,
                 violations: Vec::new(),
+                history: None,
             },
+            recorder: params.kafka_history.then(|| history::Recorder::new(DIR)),
             params,
         };
         sim.drain_log();
@@ -282,6 +287,7 @@ impl LogSim {
             self.violate(format!("run stalled in phase {:?}", self.phase));
         }
         self.report.simulated = self.now.saturating_since(start);
+        self.check_history();
         self.report.trace_hash = self.trace.finish();
         self.report
     }
@@ -376,7 +382,8 @@ impl LogSim {
         ]);
         self.trace.add_str(request.op.path());
         tracing::debug!(at = ?self.now, id = request.id, op = ?OpSummary(&request.op), ok = result.is_ok(), "disk");
-        if let DiskOp::Write { bytes, .. } = &request.op {
+        let tracing = tracing::enabled!(tracing::Level::DEBUG);
+        if let (true, DiskOp::Write { bytes, .. }) = (tracing, &request.op) {
             if let Some(checkpoint) = seedlog_core::log::checkpoint::Checkpoint::decode(bytes) {
                 tracing::debug!(at = ?self.now, ?checkpoint, "checkpoint written");
             }
@@ -444,6 +451,9 @@ impl LogSim {
                 base_offset,
                 last_offset,
             } => {
+                if let Some(recorder) = self.recorder.as_mut() {
+                    recorder.written(request, base_offset);
+                }
                 self.trace.add(&[
                     self.now.0,
                     10,
@@ -461,6 +471,13 @@ impl LogSim {
             }
             LogOutput::AppendFailed { request, error } => {
                 self.trace.add(&[self.now.0, 11, request]);
+                // A storage error can come after the write reached the page cache (the log
+                // faulted on another request first): like Kafka's KAFKA_STORAGE_ERROR it is
+                // indeterminate. Only refusals made before writing are definite failures.
+                let definite = !matches!(error, AppendError::Storage);
+                if let (Some(recorder), true) = (self.recorder.as_mut(), definite) {
+                    recorder.fail_append(self.now.0, request);
+                }
                 self.pending_appends.remove(&request);
                 if let AppendError::InvalidBatch(e) = error {
                     self.violate(format!("valid batch refused: {e}"));
@@ -481,6 +498,9 @@ impl LogSim {
                     ));
                 }
                 self.model.durable = self.model.durable.max(offset.min(self.model.end));
+                if let Some(recorder) = self.recorder.as_mut() {
+                    recorder.durable(self.now.0, offset);
+                }
             }
             LogOutput::Truncated { offset } => {
                 self.trace.add(&[self.now.0, 13, offset as u64]);
@@ -547,7 +567,7 @@ impl LogSim {
         self.drain_log();
     }
 
-    fn random_batch(&mut self) -> Bytes {
+    fn random_batch(&mut self, request: RequestId) -> Bytes {
         let count = self
             .prng
             .range_inclusive(1, u64::from(self.params.records_max)) as usize;
@@ -559,7 +579,9 @@ impl LogSim {
                 self.prng.fill(&mut value);
                 NewRecord {
                     timestamp: base_timestamp + i as i64,
-                    key: Some(Bytes::from(self.prng.next_u64().to_be_bytes().to_vec())),
+                    key: Some(Bytes::copy_from_slice(
+                        &history::record_value(request, i).to_be_bytes(),
+                    )),
                     value: Some(Bytes::from(value)),
                     headers: vec![],
                 }
@@ -575,9 +597,13 @@ impl LogSim {
     }
 
     fn issue_append(&mut self) {
-        let batch = self.random_batch();
         let request = self.next_request;
         self.next_request += 1;
+        let batch = self.random_batch(request);
+        let count = BatchHeader::parse(&batch).map_or(0, |h| h.records_count as usize);
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.invoke_append(self.now.0, request, count);
+        }
         let base = self.model.end;
         self.pending_appends.insert(request, base);
         self.trace
@@ -645,12 +671,45 @@ impl LogSim {
         self.trace
             .add(&[self.now.0, 31, request, offset as u64, u64::from(bytes_max)]);
         tracing::debug!(at = ?self.now, request, offset, bytes_max, verify, "read");
+        // A client-facing read serves only durable offsets, as a broker serves up to its high
+        // watermark; verification reads everything recovery kept.
+        let offset_max = match (&mut self.recorder, verify) {
+            (Some(recorder), false) => {
+                recorder.invoke_read(self.now.0, request, offset);
+                self.log.durable_offset()
+            }
+            _ => i64::MAX,
+        };
         self.feed(LogInput::Read {
             request,
             offset,
             bytes_max,
-            offset_max: i64::MAX,
+            offset_max,
         });
+    }
+
+    /// Checks the recorded client history with the jepsen checkers.
+    fn check_history(&mut self) {
+        let Some(recorder) = self.recorder.take() else {
+            return;
+        };
+        let (history, failed) = recorder.finish();
+        if let Some(what) = failed {
+            self.violate(what);
+        }
+        if self.report.violations.is_empty() {
+            let options = seedlog_jepsen::CheckOptions {
+                partial_reads: true,
+                max_search_steps: Some(20_000_000),
+                ..seedlog_jepsen::CheckOptions::default()
+            };
+            let verdict = seedlog_jepsen::check(&history, &options);
+            if verdict.validity != seedlog_jepsen::Validity::Valid {
+                let summary = seedlog_jepsen::verdict::summary(&history, &verdict);
+                self.violate(format!("client history check: {summary}"));
+            }
+        }
+        self.report.history = Some(history);
     }
 
     fn issue_truncate(&mut self) {
@@ -676,7 +735,8 @@ impl LogSim {
         // it is only known when the model holds every batch and no truncation is pending.
         let expected = (!self.log.is_truncating() && !self.model_has_gaps())
             .then(|| self.model_first_at_or_after(timestamp));
-        self.pending_lookups.insert(request, (timestamp, expected, self.truncations));
+        self.pending_lookups
+            .insert(request, (timestamp, expected, self.truncations));
         self.trace.add(&[self.now.0, 34, request, timestamp as u64]);
         tracing::debug!(at = ?self.now, request, timestamp, "offset-for-timestamp");
         self.feed(LogInput::OffsetForTimestamp { request, timestamp });
@@ -695,6 +755,7 @@ impl LogSim {
 }
 
 mod checks;
+pub mod history;
 mod restart;
 
 /// Compact rendering of a disk op for the trace.

@@ -38,6 +38,9 @@ pub struct LogSimParams {
     pub bit_rot: f64,
     /// Disk fault rates.
     pub disk: DiskFaults,
+    /// Keep to what a Kafka client can observe (no truncation, no log-start moves, no rot at
+    /// rest) and check the client history with the jepsen checkers.
+    pub kafka_history: bool,
     /// Planted bugs.
     pub canaries: Canaries,
 }
@@ -91,8 +94,20 @@ impl LogSimParams {
                 latency_us: (latency_min, latency_max),
                 latency_spike: rate(&mut prng, 0.01),
             },
+            kafka_history: false,
             canaries,
         }
+        .with_history_choice(&mut prng)
+    }
+
+    fn with_history_choice(mut self, prng: &mut Prng) -> LogSimParams {
+        self.kafka_history = prng.chance(0.5);
+        if self.kafka_history {
+            self.weights[3] = 0;
+            self.weights[4] = 0;
+            self.bit_rot = 0.0;
+        }
+        self
     }
 }
 
@@ -123,6 +138,7 @@ impl fmt::Display for LogSimParams {
         writeln!(f, "read_error: {:.4}", d.read_error)?;
         writeln!(f, "latency_us: {}..={}", d.latency_us.0, d.latency_us.1)?;
         writeln!(f, "latency_spike: {:.4}", d.latency_spike)?;
+        writeln!(f, "kafka_history: {}", self.kafka_history)?;
         write!(f, "canaries: {:?}", self.canaries)
     }
 }

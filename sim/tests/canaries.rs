@@ -10,7 +10,9 @@ const CANARY_SEEDS: u64 = 300;
 /// The first seed in `0..CANARY_SEEDS` on which the simulator reports a violation.
 fn first_catching_seed(canary: Canary) -> Option<(u64, String)> {
     (0..CANARY_SEEDS).find_map(|seed| {
-        run_log_seed_caught(seed, Canaries::NONE.with(canary)).err().map(|what| (seed, what))
+        run_log_seed_caught(seed, Canaries::NONE.with(canary))
+            .err()
+            .map(|what| (seed, what))
     })
 }
 
@@ -20,10 +22,14 @@ fn assert_caught(canary: Canary) {
             println!(
                 "{} caught at seed {seed}: {what}\n  replay: {}",
                 canary.name(),
-                repro_command(seed, &[canary.name()]).replace("-p seedlog-node", "-p seedlog-node --features canary")
+                repro_command(seed, &[canary.name()])
+                    .replace("-p seedlog-node", "-p seedlog-node --features canary")
             );
         }
-        None => panic!("{} was not caught within {CANARY_SEEDS} seeds", canary.name()),
+        None => panic!(
+            "{} was not caught within {CANARY_SEEDS} seeds",
+            canary.name()
+        ),
     }
 }
 

@@ -17,6 +17,9 @@ impl LogSim {
         self.disk_free_at = self.now;
         self.timer_at = None;
         self.pending_reads.clear();
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.crash();
+        }
         self.pending_lookups.clear();
         self.pending_appends.clear();
         // A restart in the middle of verification: the model's view is still the one from
