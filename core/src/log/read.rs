@@ -123,7 +123,9 @@ impl Log {
         };
         if let Some(error) = refused {
             let result = Err(error);
-            return self.outbox.push_back(LogOutput::OffsetForTimestamp { request, result });
+            return self
+                .outbox
+                .push_back(LogOutput::OffsetForTimestamp { request, result });
         }
         self.reads_in_flight += 1;
         self.continue_timestamp_lookup(request, timestamp, self.log_start_offset);
@@ -138,11 +140,16 @@ impl Log {
             .segments
             .values()
             .filter(|s| s.next_offset > from)
-            .find_map(|s| s.lookup_timestamp(timestamp).map(|o| (s.base_offset, o.max(from))));
+            .find_map(|s| {
+                s.lookup_timestamp(timestamp)
+                    .map(|o| (s.base_offset, o.max(from)))
+            });
         let Some((segment, offset)) = found else {
             self.reads_in_flight -= 1;
             let result = Ok(None);
-            return self.outbox.push_back(LogOutput::OffsetForTimestamp { request, result });
+            return self
+                .outbox
+                .push_back(LogOutput::OffsetForTimestamp { request, result });
         };
         let (position_offset, position) = self.segments[&segment].lookup_offset(offset);
         let state = ReadState {
@@ -180,7 +187,8 @@ impl Log {
             Some(found) => {
                 self.reads_in_flight -= 1;
                 let result = Ok(Some(found));
-                self.outbox.push_back(LogOutput::OffsetForTimestamp { request, result });
+                self.outbox
+                    .push_back(LogOutput::OffsetForTimestamp { request, result });
             }
             None => self.continue_timestamp_lookup(request, timestamp, header.next_offset()),
         }

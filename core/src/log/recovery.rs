@@ -136,7 +136,11 @@ impl Log {
                 let recovery = self.recovery();
                 recovery.checkpoint_reads_outstanding -= 1;
                 match Checkpoint::decode(&bytes) {
-                    Some(c) if recovery.best_checkpoint.is_none_or(|b| c.sequence > b.sequence) => {
+                    Some(c)
+                        if recovery
+                            .best_checkpoint
+                            .is_none_or(|b| c.sequence > b.sequence) =>
+                    {
                         recovery.best_checkpoint = Some(c);
                     }
                     Some(_) => {}
@@ -186,8 +190,16 @@ impl Log {
     fn begin_scan(&mut self, now: Instant) {
         let recovery = self.recovery();
         let log_start = recovery.best_checkpoint.map_or(0, |c| c.log_start_offset);
-        let first = recovery.files.iter().rposition(|(base, _)| *base <= log_start).unwrap_or(0);
-        recovery.below_log_start = recovery.files.drain(..first).map(|(base, _)| base).collect();
+        let first = recovery
+            .files
+            .iter()
+            .rposition(|(base, _)| *base <= log_start)
+            .unwrap_or(0);
+        recovery.below_log_start = recovery
+            .files
+            .drain(..first)
+            .map(|(base, _)| base)
+            .collect();
         self.start_segment_scan(now);
     }
 
