@@ -4,13 +4,13 @@ use seedlog_core::canary::Canaries;
 use seedlog_sim::{repro_command, run_log_seed, run_log_seed_caught};
 
 /// Seeds in the normal sweep.
-const SWEEP_SEEDS: u64 = 500;
+const SWEEP_SEEDS: u64 = 2_000;
 
-// The main safety sweep: 500 seeds, each with its own fault mix, must all uphold every check
+// The main safety sweep: 2,000 seeds, each with its own fault mix, must all uphold every check
 // (no synced data lost without a report, no corrupt or unwritten bytes served, dense offsets,
 // liveness once faults stop). A failure prints the one command that replays it.
 #[test]
-fn five_hundred_seeds_pass() {
+fn two_thousand_seeds_pass() {
     let mut failures = Vec::new();
     let mut events = 0;
     for seed in 0..SWEEP_SEEDS {

@@ -467,7 +467,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     // Model test: the log behaves like a plain vector of batches. Reads return exactly the
     // model's bytes from the batch holding the offset; a crash keeps exactly the synced prefix
