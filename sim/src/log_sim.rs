@@ -134,6 +134,10 @@ impl Model {
     }
 }
 
+/// A timestamp lookup in flight: the target, the model's answer when it could tell one (an
+/// offset and timestamp, or none), and the truncation count when issued.
+type PendingLookup = (i64, Option<Option<(i64, i64)>>, u64);
+
 #[derive(Clone, Debug)]
 struct PendingRead {
     offset: i64,
@@ -183,8 +187,8 @@ pub struct LogSim {
     model: Model,
     pending_appends: BTreeMap<RequestId, i64>,
     pending_reads: BTreeMap<RequestId, PendingRead>,
-    /// Timestamp lookups in flight: target, expected answer if known, truncations when issued.
-    pending_lookups: BTreeMap<RequestId, (i64, Option<Option<(i64, i64)>>, u64)>,
+    /// Timestamp lookups in flight.
+    pending_lookups: BTreeMap<RequestId, PendingLookup>,
     started: Instant,
     truncations: u64,
     next_request: RequestId,
@@ -411,9 +415,9 @@ impl LogSim {
         }
         self.draining = false;
         let timeout = self.log.poll_timeout();
-        if timeout.is_some() && timeout != self.timer_at {
+        if let Some(deadline) = timeout.filter(|_| timeout != self.timer_at) {
             self.timer_at = timeout;
-            let at = timeout.expect("checked").max(self.now);
+            let at = deadline.max(self.now);
             self.schedule(
                 at,
                 Event::LogTimeout {
