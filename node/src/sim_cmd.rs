@@ -138,7 +138,7 @@ fn sweep(first: u64, count: u64, canaries: Canaries, names: &[&str]) -> ExitCode
             }
         }
         let done = seed - first + 1;
-        if done % 1000 == 0 {
+        if done.is_multiple_of(1000) {
             eprintln!(
                 "{done}/{count} seeds, {failed} failed, {:.1}s",
                 started.elapsed().as_secs_f64()
