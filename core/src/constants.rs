@@ -30,3 +30,39 @@ const _: () = assert!(SEGMENT_BYTES_MAX_DEFAULT <= i32::MAX as u64 * 2);
 const _: () =
     assert!(RECOVERY_READ_BYTES as u64 >= 2 * crate::record_batch::BATCH_HEADER_LEN as u64);
 const _: () = assert!(INDEX_INTERVAL_BYTES_DEFAULT > 0);
+
+// Broker limits (core/src/broker). A client that would push past one is answered with a Kafka
+// error or disconnected; an internal queue that would overflow is a bug and asserts.
+
+/// Most requests of one connection the broker holds at once (processing or waiting for an
+/// earlier response so answers leave in request order). The driver stops reading a connection
+/// before this; a connection that still overflows it is closed.
+pub const CONNECTION_REQUESTS_IN_FLIGHT_MAX: usize = 1024;
+/// Requests held while the broker recovers, across all connections.
+pub const RECOVERY_HELD_REQUESTS_MAX: usize = 4096;
+/// Fetch requests parked waiting for data (long poll). More are answered at once, empty.
+pub const FETCH_WAITERS_MAX: usize = 16_384;
+/// Most topics the broker holds.
+pub const TOPICS_MAX: usize = 10_000;
+/// Most partitions in one topic.
+pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+/// Most partitions across all topics.
+pub const PARTITIONS_MAX: usize = 100_000;
+/// Most partitions one Produce, Fetch or ListOffsets request may name.
+pub const REQUEST_PARTITIONS_MAX: usize = 10_000;
+/// Most topics one CreateTopics/DeleteTopics/Metadata request may name.
+pub const REQUEST_TOPICS_MAX: usize = 10_000;
+/// Most topic configs one CreateTopics topic may set.
+pub const TOPIC_CONFIGS_MAX: usize = 64;
+/// Longest topic name (Kafka's limit).
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Longest topic config key or value persisted.
+pub const TOPIC_CONFIG_BYTES_MAX: usize = 1024;
+/// Largest topic metadata file the broker writes or reads back.
+pub const METADATA_FILE_BYTES_MAX: u32 = 64 * 1024 * 1024;
+/// Longest a fetch may wait for data (`max_wait_ms` is clamped to this).
+pub const FETCH_WAIT_MAX_MS: i32 = 60_000;
+
+const _: () = assert!(RECOVERY_HELD_REQUESTS_MAX >= CONNECTION_REQUESTS_IN_FLIGHT_MAX);
+const _: () = assert!(TOPICS_MAX <= PARTITIONS_MAX);
+const _: () = assert!(TOPIC_PARTITIONS_MAX as usize <= PARTITIONS_MAX);

@@ -12,6 +12,7 @@ pub mod time;
 
 pub use prng::Prng;
 pub use time::{Duration, Instant};
+pub mod broker;
 pub mod canary;
 pub mod constants;
 pub mod io;

@@ -1,5 +1,9 @@
 //! The `seedlog` binary: the broker, and the tools around it.
 
+mod bench;
+mod cli;
+mod config;
+mod server;
 mod sim_cmd;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +19,19 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a broker. With no arguments: one node on 127.0.0.1:9092, data under ./seedlog-data.
+    #[command(after_help = config::help_text())]
+    Node(NodeArgs),
+    /// Create, list, describe and delete topics on any Kafka-compatible broker.
+    #[command(subcommand)]
+    Topic(cli::TopicCommand),
+    /// Produce stdin lines as records (optionally `key<SEP>value`).
+    Produce(cli::ProduceArgs),
+    /// Print records of a topic, from earliest, latest or an offset.
+    Consume(cli::ConsumeArgs),
+    /// Load generator: produce/consume throughput and latency, or the whole suite.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Run the deterministic simulator: one seed, or a sweep of seeds.
     Sim(sim_cmd::SimArgs),
     /// Check a history file (JSON lines or a JSON array of operations).
@@ -25,9 +42,57 @@ enum Command {
     },
 }
 
+/// `seedlog node` options.
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    /// TOML configuration file; every key has a default (listed below).
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Override one configuration key, e.g. `--set log.dirs=/var/lib/seedlog` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run_node(args: NodeArgs) -> ExitCode {
+    init_tracing();
+    let result = config::load(args.config.as_deref(), &args.set).and_then(server::run);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("seedlog node: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("seedlog: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Node(args) => run_node(args),
+        Command::Topic(command) => report(cli::topic(command)),
+        Command::Produce(args) => report(cli::produce(args)),
+        Command::Consume(args) => report(cli::consume(args)),
+        Command::Bench(command) => report(bench::run(command)),
         Command::Sim(args) => sim_cmd::run(args),
         Command::Check { args } => ExitCode::from(seedlog_jepsen::cli::run_check(&args) as u8),
     }

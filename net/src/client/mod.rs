@@ -22,7 +22,7 @@ pub(crate) mod requests;
 pub use error::ClientError;
 pub use requests::{
     Acks, FetchOptions, FetchedPartition, FetchedRecord, IsolationLevel, NewTopic, OffsetSpec,
-    PartitionOffset, ProducedBatch, TopicOutcome,
+    PartitionOffset, ProducedBatch, RawFetch, TopicConfigEntry, TopicOutcome,
 };
 
 use connection::{Connection, ConnectionConfig};
@@ -329,6 +329,28 @@ impl Client {
         self.observe_outcome(outcome)
     }
 
+    /// Fetches like [`Client::fetch`] but returns the batches as the broker sent them, without
+    /// decoding records: for load generators and tools that count or copy bytes.
+    pub async fn fetch_raw(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        options: &FetchOptions,
+    ) -> Result<RawFetch, ClientError> {
+        let connection = self.leader_connection(topic, partition).await?;
+        let version = connection.version(ApiKey::Fetch)?;
+        let request = requests::fetch_request(topic, partition, offset, options, version);
+        let response = connection
+            .send(ApiKey::Fetch, RequestKind::Fetch(request))
+            .await;
+        let ResponseKind::Fetch(response) = self.observe(&connection, response)? else {
+            return Err(ClientError::misbehaved("Fetch answered with another API"));
+        };
+        let outcome = requests::fetch_raw_outcome(response, topic, partition, offset);
+        self.observe_outcome(outcome)
+    }
+
     /// Looks up an offset of one partition on its leader (ListOffsets).
     pub async fn list_offsets(
         &self,
@@ -351,6 +373,29 @@ impl Client {
         };
         let outcome = requests::list_offsets_outcome(response, topic, partition);
         self.observe_outcome(outcome)
+    }
+
+    /// The configuration of a topic (DescribeConfigs): `(name, value, source)` per key, where
+    /// `source` is Kafka's config source code (1 topic override, 4/5 broker or default).
+    pub async fn describe_topic_configs(
+        &self,
+        topic: &str,
+    ) -> Result<Vec<TopicConfigEntry>, ClientError> {
+        let connection = self.any_connection().await?;
+        let version = connection.version(ApiKey::DescribeConfigs)?;
+        let request = requests::describe_topic_configs_request(topic, version);
+        let response = connection
+            .send(
+                ApiKey::DescribeConfigs,
+                RequestKind::DescribeConfigs(request),
+            )
+            .await;
+        let ResponseKind::DescribeConfigs(response) = self.observe(&connection, response)? else {
+            return Err(ClientError::misbehaved(
+                "DescribeConfigs answered with another API",
+            ));
+        };
+        requests::describe_configs_outcome(response)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -571,3 +571,97 @@ pub(crate) fn invalidates_metadata(error: &ClientError) -> bool {
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_owned()))
 }
+
+/// One config of a topic as DescribeConfigs reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfigEntry {
+    /// The key.
+    pub name: String,
+    /// The value, if not sensitive.
+    pub value: Option<String>,
+    /// Kafka's config source code (1 topic override, 4 static broker, 5 default).
+    pub source: i8,
+}
+
+pub(crate) fn describe_topic_configs_request(
+    topic: &str,
+    version: i16,
+) -> kafka_protocol::messages::DescribeConfigsRequest {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let resource = DescribeConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_string(topic.to_owned()))
+        // Null (not empty) asks for every key.
+        .with_configuration_keys(None);
+    let _ = version;
+    kafka_protocol::messages::DescribeConfigsRequest::default().with_resources(vec![resource])
+}
+
+pub(crate) fn describe_configs_outcome(
+    response: kafka_protocol::messages::DescribeConfigsResponse,
+) -> Result<Vec<TopicConfigEntry>, ClientError> {
+    let Some(result) = response.results.into_iter().next() else {
+        return Err(ClientError::misbehaved(
+            "DescribeConfigs response lacks the topic",
+        ));
+    };
+    ClientError::check(result.error_code, result.error_message.as_deref())?;
+    Ok(result
+        .configs
+        .into_iter()
+        .map(|c| TopicConfigEntry {
+            name: c.name.to_string(),
+            value: c.value.map(|v| v.to_string()),
+            source: c.config_source,
+        })
+        .collect())
+}
+
+/// A fetch's batches, undecoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFetch {
+    /// The partition's high watermark.
+    pub high_watermark: i64,
+    /// Whole batches as stored (a trailing partial batch is cut off).
+    pub records: Bytes,
+    /// One past the last whole batch, or the requested offset if none.
+    pub next_offset: i64,
+}
+
+pub(crate) fn fetch_raw_outcome(
+    response: FetchResponse,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<RawFetch, ClientError> {
+    ClientError::check(response.error_code, None)?;
+    let found = response
+        .responses
+        .into_iter()
+        .filter(|t| t.topic.0.as_str() == topic)
+        .flat_map(|t| t.partitions)
+        .find(|p| p.partition_index == partition);
+    let Some(p) = found else {
+        return Err(ClientError::misbehaved(format!(
+            "Fetch response lacks {topic}-{partition}"
+        )));
+    };
+    ClientError::check(p.error_code, None)?;
+    let records = p.records.unwrap_or_default();
+    // Walk batch headers only (no CRC, no records): enough to know where to continue.
+    let mut position = 0usize;
+    let mut next_offset = offset;
+    while let Ok(header) = BatchHeader::parse(&records[position..]) {
+        let size = header.size() as usize;
+        if header.batch_length < 0 || position + size > records.len() {
+            break;
+        }
+        position += size;
+        next_offset = next_offset.max(header.next_offset());
+    }
+    Ok(RawFetch {
+        high_watermark: p.high_watermark,
+        records: records.slice(..position),
+        next_offset,
+    })
+}

@@ -1,0 +1,120 @@
+//! Starts the real `seedlog` binary on a free loopback port with a temporary data directory.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `seedlog node` process, killed (-9) when dropped.
+pub struct Node {
+    child: Child,
+    /// `127.0.0.1:port` it listens on.
+    pub address: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+}
+
+impl Node {
+    /// Starts a node over `data_dir` with extra `--set` overrides; waits until it listens.
+    pub fn start(data_dir: &Path, sets: &[&str]) -> Node {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_seedlog"));
+        command
+            .arg("node")
+            .arg("--set")
+            .arg("listeners=127.0.0.1:0")
+            .arg("--set")
+            .arg(format!("log.dirs={}", data_dir.display()));
+        for set in sets {
+            command.arg("--set").arg(set);
+        }
+        let mut child = command
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn seedlog node");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines
+            .next()
+            .expect("node printed its address")
+            .expect("readable stdout");
+        let address = line
+            .rsplit(' ')
+            .next()
+            .expect("address at the end of the line")
+            .to_owned();
+        // Keep draining stdout so the node never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let node = Node {
+            child,
+            address,
+            data_dir: data_dir.to_owned(),
+        };
+        node.wait_ready();
+        node
+    }
+
+    /// Waits until the broker answers (recovery done): a TCP connect plus one metadata call.
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        loop {
+            let ok = runtime.block_on(async {
+                seedlog_net::Client::connect(&[self.address.as_str()], Default::default())
+                    .await
+                    .is_ok()
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node at {} never became ready",
+                self.address
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The OS process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// kill -9, and reap.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
