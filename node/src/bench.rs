@@ -32,6 +32,11 @@ pub enum BenchCommand {
     Consume(ConsumeBench),
     /// Start a broker and run the whole matrix; print a report.
     Suite(SuiteArgs),
+    /// The partition log alone on real files: append and read throughput with and without
+    /// fsync, beside the raw disk.
+    Log(crate::bench_log::LogBench),
+    /// The simulator's speed: events per second and simulated time per wall time.
+    Sim(crate::bench_log::SimBench),
 }
 
 /// Options of one produce run.
@@ -142,6 +147,8 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// Runs `seedlog bench ...`.
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
+        BenchCommand::Log(args) => crate::bench_log::run_log(&args),
+        BenchCommand::Sim(args) => crate::bench_log::run_sim(&args),
         BenchCommand::Produce(args) => {
             let report = runtime()?.block_on(produce(&args))?;
             println!(
@@ -309,7 +316,7 @@ async fn consume(args: &ConsumeBench) -> Result<(u64, Duration)> {
 
 /// Raw disk: 1 MiB sequential writes, each followed by fdatasync (what a group commit of
 /// 1 MiB costs), for `total` bytes. Returns MB/s.
-fn raw_fsync_bandwidth(dir: &std::path::Path, total: usize) -> Result<f64> {
+pub(crate) fn raw_fsync_bandwidth(dir: &std::path::Path, total: usize) -> Result<f64> {
     let path = dir.join("raw-fsync-test.bin");
     let mut file = std::fs::File::create(&path)?;
     let chunk = vec![0xabu8; 1 << 20];

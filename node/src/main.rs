@@ -1,6 +1,7 @@
 //! The `seedlog` binary: the broker, and the tools around it.
 
 mod bench;
+mod bench_log;
 mod cli;
 mod config;
 mod server;
