@@ -308,8 +308,7 @@ pub fn validate(bytes: &[u8], limits: &BatchLimits) -> Result<BatchHeader, Batch
         return Err(BatchError::InvalidLastOffsetDelta(header.last_offset_delta));
     }
     if compression == Compression::None {
-        let records = decode_records(bytes, &header)?;
-        debug_assert_eq!(records.len() as i32, header.records_count);
+        check_records(bytes, &header)?;
     }
     Ok(header)
 }
@@ -355,6 +354,33 @@ pub struct Record {
 
 /// Decodes the records of an uncompressed batch whose framing is already checked.
 pub fn decode_records(batch: &[u8], header: &BatchHeader) -> Result<Vec<Record>, BatchError> {
+    let mut records = Vec::with_capacity(header.records_count.clamp(0, 4096) as usize);
+    walk_records(batch, header, |slices, headers| {
+        records.push(Record {
+            attributes: slices.attributes,
+            timestamp_delta: slices.timestamp_delta,
+            offset_delta: slices.offset_delta,
+            key: slices.key.map(Bytes::copy_from_slice),
+            value: slices.value.map(Bytes::copy_from_slice),
+            headers,
+        });
+    })?;
+    Ok(records)
+}
+
+/// Checks every record of an uncompressed batch whose framing is already checked, without
+/// copying anything: what an append needs before it stores the batch.
+pub fn check_records(batch: &[u8], header: &BatchHeader) -> Result<(), BatchError> {
+    walk_records(batch, header, |_, _| {})
+}
+
+/// Parses each record in order, checking offset deltas 0, 1, 2, … and that the records fill
+/// the batch exactly; `visit` gets each record and its headers (allocated only when present).
+fn walk_records<'a>(
+    batch: &'a [u8],
+    header: &BatchHeader,
+    mut visit: impl FnMut(RecordSlices<'a>, Vec<Header>),
+) -> Result<(), BatchError> {
     if header.compression()? != Compression::None {
         return Err(BatchError::InvalidRecord(
             "compressed records are not decoded here",
@@ -366,20 +392,25 @@ pub fn decode_records(batch: &[u8], header: &BatchHeader) -> Result<Vec<Record>,
         pos: 0,
     };
     let count = header.records_count.max(0) as usize;
-    let mut records = Vec::with_capacity(count.min(reader.bytes.len()));
     for expected_delta in 0..count {
-        let record = reader.record()?;
+        let mut headers = Vec::new();
+        let record = reader.record_slices(|key, value| {
+            headers.push(Header {
+                key: Bytes::copy_from_slice(key),
+                value: value.map(Bytes::copy_from_slice),
+            })
+        })?;
         if record.offset_delta != expected_delta as i32 {
             return Err(BatchError::InvalidRecord(
                 "offset deltas are not 0, 1, 2, ...",
             ));
         }
-        records.push(record);
+        visit(record, headers);
     }
     if reader.pos != reader.bytes.len() {
         return Err(BatchError::InvalidRecordCount(header.records_count));
     }
-    Ok(records)
+    Ok(())
 }
 
 /// Walks the batches laid end to end in `bytes` (a fetch response or a segment file).
@@ -554,12 +585,21 @@ pub fn put_varint(out: &mut impl BufMut, value: i64) {
     out.put_u8(v as u8);
 }
 
+/// A record's fields, borrowed from its batch.
+struct RecordSlices<'a> {
+    attributes: i8,
+    timestamp_delta: i64,
+    offset_delta: i32,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<i64, BatchError> {
         let mut result = 0u64;
         for shift in (0..70).step_by(7) {
@@ -583,7 +623,7 @@ impl Reader<'_> {
         i32::try_from(self.varint()?).map_err(|_| BatchError::InvalidRecord("varint exceeds i32"))
     }
 
-    fn take(&mut self, len: usize) -> Result<&[u8], BatchError> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], BatchError> {
         let end = self
             .pos
             .checked_add(len)
@@ -594,20 +634,24 @@ impl Reader<'_> {
         Ok(slice)
     }
 
-    fn nullable_bytes(&mut self) -> Result<Option<Bytes>, BatchError> {
+    fn nullable_slice(&mut self) -> Result<Option<&'a [u8]>, BatchError> {
         let len = self.varint_i32()?;
         if len == -1 {
             return Ok(None);
         }
         let len = usize::try_from(len).map_err(|_| BatchError::InvalidRecord("negative length"))?;
-        Ok(Some(Bytes::copy_from_slice(self.take(len)?)))
+        Ok(Some(self.take(len)?))
     }
 
-    fn record(&mut self) -> Result<Record, BatchError> {
+    /// Parses one record, borrowing its key and value from the batch and handing each
+    /// header to `on_header`, so validation allocates nothing.
+    fn record_slices(
+        &mut self,
+        mut on_header: impl FnMut(&'a [u8], Option<&'a [u8]>),
+    ) -> Result<RecordSlices<'a>, BatchError> {
         let length = self.varint_i32()?;
         let length =
             usize::try_from(length).map_err(|_| BatchError::InvalidRecord("negative length"))?;
-        let start = self.pos;
         let mut body = Reader {
             bytes: self.take(length)?,
             pos: 0,
@@ -615,32 +659,28 @@ impl Reader<'_> {
         let attributes = *body.take(1)?.first().expect("take(1) yields one byte") as i8;
         let timestamp_delta = body.varint()?;
         let offset_delta = body.varint_i32()?;
-        let key = body.nullable_bytes()?;
-        let value = body.nullable_bytes()?;
+        let key = body.nullable_slice()?;
+        let value = body.nullable_slice()?;
         let header_count = body.varint_i32()?;
         let header_count = usize::try_from(header_count)
             .map_err(|_| BatchError::InvalidRecord("negative header count"))?;
-        let mut headers = Vec::with_capacity(header_count.min(length));
         for _ in 0..header_count {
             let key = body
-                .nullable_bytes()?
+                .nullable_slice()?
                 .ok_or(BatchError::InvalidRecord("null header key"))?;
-            let value = body.nullable_bytes()?;
-            headers.push(Header { key, value });
+            on_header(key, body.nullable_slice()?);
         }
         if body.pos != length {
             return Err(BatchError::InvalidRecord(
                 "record length disagrees with its fields",
             ));
         }
-        debug_assert_eq!(self.pos, start + length);
-        Ok(Record {
+        Ok(RecordSlices {
             attributes,
             timestamp_delta,
             offset_delta,
             key,
             value,
-            headers,
         })
     }
 }
