@@ -268,3 +268,57 @@ fn rdkafka_sees_kafka_errors() {
         );
     });
 }
+
+// ListOffsets through librdkafka: `offsets_for_times` must name the first record whose
+// timestamp reaches the target (Kafka's contract), and the watermarks must bound the log.
+// Records carry explicit, increasing timestamps so the expected offsets are known exactly.
+#[test]
+fn rdkafka_finds_offsets_by_timestamp() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(dir.path(), &[]);
+    let rt = runtime();
+    rt.block_on(create_topic(&node, "times", 1, &[]));
+    let producer = producer(&node, &[("linger.ms", "0")]);
+    let base: i64 = 1_700_000_000_000;
+    rt.block_on(async {
+        for i in 0..100i64 {
+            let value = format!("v{i}");
+            producer
+                .send(
+                    FutureRecord::<[u8], [u8]>::to("times")
+                        .partition(0)
+                        .payload(value.as_bytes())
+                        .timestamp(base + i * 10),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("acknowledged");
+        }
+    });
+    let consumer = consumer(&node, "times", 0);
+    let (low, high) = consumer
+        .fetch_watermarks("times", 0, Duration::from_secs(10))
+        .expect("watermarks");
+    assert_eq!((low, high), (0, 100));
+    for (target, expected) in [
+        (base - 1, Offset::Offset(0)),
+        (base, Offset::Offset(0)),
+        (base + 1, Offset::Offset(1)),
+        (base + 425, Offset::Offset(43)),
+        (base + 990, Offset::Offset(99)),
+        (base + 991, Offset::End),
+    ] {
+        let mut query = TopicPartitionList::new();
+        query
+            .add_partition_offset("times", 0, Offset::Offset(target))
+            .expect("query");
+        let answer = consumer
+            .offsets_for_times(query, Duration::from_secs(10))
+            .expect("ListOffsets answered");
+        let offset = answer
+            .find_partition("times", 0)
+            .expect("partition in answer")
+            .offset();
+        assert_eq!(offset, expected, "timestamp {target}");
+    }
+}
