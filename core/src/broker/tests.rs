@@ -2,7 +2,8 @@
 //! exact responses it emits.
 
 use super::*;
-use crate::io::{DiskError, FileEntry};
+use crate::io::mem_disk::MemDisk;
+
 use crate::record_batch::{encode, BatchSpec, NewRecord};
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -13,79 +14,6 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use proptest::prelude::*;
-
-/// A fault-free disk where only synced data survives a crash.
-#[derive(Default, Clone)]
-struct MemDisk {
-    volatile: BTreeMap<String, Vec<u8>>,
-    durable: BTreeMap<String, Vec<u8>>,
-}
-
-impl MemDisk {
-    fn execute(&mut self, op: DiskOp) -> Result<DiskOutcome, DiskError> {
-        match op {
-            DiskOp::List { dir } => {
-                let prefix = format!("{dir}/");
-                let entries = self
-                    .volatile
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        let name = k.strip_prefix(&prefix)?;
-                        (!name.contains('/')).then(|| FileEntry {
-                            name: name.to_owned(),
-                            len: v.len() as u64,
-                        })
-                    })
-                    .collect();
-                Ok(DiskOutcome::Listed(entries))
-            }
-            DiskOp::Read {
-                file,
-                position,
-                len,
-            } => {
-                let data = self.volatile.get(&file).ok_or(DiskError::NotFound)?;
-                let start = (position as usize).min(data.len());
-                let end = (start + len as usize).min(data.len());
-                Ok(DiskOutcome::Read(Bytes::copy_from_slice(&data[start..end])))
-            }
-            DiskOp::Write {
-                file,
-                position,
-                bytes,
-            } => {
-                let data = self.volatile.entry(file).or_default();
-                let end = position as usize + bytes.len();
-                if data.len() < end {
-                    data.resize(end, 0);
-                }
-                data[position as usize..end].copy_from_slice(&bytes);
-                Ok(DiskOutcome::Done)
-            }
-            DiskOp::Sync { file } => {
-                let data = self.volatile.get(&file).cloned().unwrap_or_default();
-                self.durable.insert(file, data);
-                Ok(DiskOutcome::Done)
-            }
-            DiskOp::Truncate { file, len } => {
-                self.volatile
-                    .entry(file)
-                    .or_default()
-                    .truncate(len as usize);
-                Ok(DiskOutcome::Done)
-            }
-            DiskOp::Delete { file } => {
-                self.volatile.remove(&file);
-                self.durable.remove(&file);
-                Ok(DiskOutcome::Done)
-            }
-        }
-    }
-
-    fn crash(&mut self) {
-        self.volatile = self.durable.clone();
-    }
-}
 
 /// One response as the driver would see it.
 #[derive(Debug)]

@@ -65,14 +65,7 @@ impl Log {
         bytes_max: u32,
         offset_max: i64,
     ) {
-        let refused = match &self.state {
-            State::Recovering(_) => Some(ReadError::NotReady),
-            State::Faulted(_) => Some(ReadError::Storage),
-            State::Ready if self.reads_in_flight >= LOG_READS_IN_FLIGHT_MAX => {
-                Some(ReadError::Overloaded)
-            }
-            State::Ready => None,
-        };
+        let refused = self.read_refusal();
         if let Some(error) = refused {
             return self.finish_read(request, Err(error), false);
         }
@@ -113,14 +106,7 @@ impl Log {
     /// the running maximum timestamp; the first such entry at or after the target is the first
     /// batch holding a record that recent, so one read of that batch finds the record.
     pub(super) fn on_offset_for_timestamp(&mut self, request: RequestId, timestamp: i64) {
-        let refused = match &self.state {
-            State::Recovering(_) => Some(ReadError::NotReady),
-            State::Faulted(_) => Some(ReadError::Storage),
-            State::Ready if self.reads_in_flight >= LOG_READS_IN_FLIGHT_MAX => {
-                Some(ReadError::Overloaded)
-            }
-            State::Ready => None,
-        };
+        let refused = self.read_refusal();
         if let Some(error) = refused {
             let result = Err(error);
             return self
@@ -215,6 +201,19 @@ impl Log {
             rereads: 0,
         };
         self.issue_read(state, 0);
+    }
+
+    /// Why a new read cannot start now, if it cannot: the log is not serving, or too many
+    /// reads are in flight (refused, not queued).
+    fn read_refusal(&self) -> Option<ReadError> {
+        match &self.state {
+            State::Recovering(_) => Some(ReadError::NotReady),
+            State::Faulted(_) => Some(ReadError::Storage),
+            State::Ready if self.reads_in_flight >= LOG_READS_IN_FLIGHT_MAX => {
+                Some(ReadError::Overloaded)
+            }
+            State::Ready => None,
+        }
     }
 
     fn empty_read(&self, offset: i64) -> ReadResult {

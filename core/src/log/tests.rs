@@ -1,84 +1,11 @@
 //! Unit and model tests that drive one log against a fault-free in-memory disk.
 
 use super::*;
-use crate::io::{DiskOutcome, FileEntry};
+use crate::io::mem_disk::MemDisk;
 use crate::record_batch::BatchHeader;
 use crate::record_batch::{encode, BatchSpec, NewRecord};
 use proptest::prelude::*;
 use recovery::{Cut, CutReason};
-
-/// A fault-free disk with real durability: content survives `crash` only once synced.
-#[derive(Default)]
-struct MemDisk {
-    volatile: BTreeMap<String, Vec<u8>>,
-    durable: BTreeMap<String, Vec<u8>>,
-}
-
-impl MemDisk {
-    fn execute(&mut self, op: DiskOp) -> Result<DiskOutcome, DiskError> {
-        match op {
-            DiskOp::List { dir } => {
-                let prefix = format!("{dir}/");
-                let entries = self
-                    .volatile
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        let name = k.strip_prefix(&prefix)?;
-                        Some(FileEntry {
-                            name: name.to_string(),
-                            len: v.len() as u64,
-                        })
-                    })
-                    .collect();
-                Ok(DiskOutcome::Listed(entries))
-            }
-            DiskOp::Read {
-                file,
-                position,
-                len,
-            } => {
-                let data = self.volatile.get(&file).ok_or(DiskError::NotFound)?;
-                let start = (position as usize).min(data.len());
-                let end = (start + len as usize).min(data.len());
-                Ok(DiskOutcome::Read(Bytes::copy_from_slice(&data[start..end])))
-            }
-            DiskOp::Write {
-                file,
-                position,
-                bytes,
-            } => {
-                let data = self.volatile.entry(file).or_default();
-                let end = position as usize + bytes.len();
-                if data.len() < end {
-                    data.resize(end, 0);
-                }
-                data[position as usize..end].copy_from_slice(&bytes);
-                Ok(DiskOutcome::Done)
-            }
-            DiskOp::Sync { file } => {
-                let data = self.volatile.get(&file).cloned().unwrap_or_default();
-                self.durable.insert(file, data);
-                Ok(DiskOutcome::Done)
-            }
-            DiskOp::Truncate { file, len } => {
-                self.volatile
-                    .entry(file)
-                    .or_default()
-                    .truncate(len as usize);
-                Ok(DiskOutcome::Done)
-            }
-            DiskOp::Delete { file } => {
-                self.volatile.remove(&file);
-                self.durable.remove(&file);
-                Ok(DiskOutcome::Done)
-            }
-        }
-    }
-
-    fn crash(&mut self) {
-        self.volatile = self.durable.clone();
-    }
-}
 
 struct Harness {
     log: Log,

@@ -122,3 +122,6 @@ pub struct DiskCompletion {
     /// The outcome.
     pub result: Result<DiskOutcome, DiskError>,
 }
+
+#[cfg(test)]
+pub(crate) mod mem_disk;
