@@ -12,17 +12,32 @@ pub enum Canary {
     RecoverySkipsCrc = 0,
     /// Recovery keeps a torn batch at the end of the log instead of truncating it.
     RecoveryKeepsTornTail = 1,
+    /// A controller voter grants a second vote in a term it already voted in.
+    RaftVotesTwiceInATerm = 2,
+    /// A controller leader commits an entry once its own copy is durable, without a majority.
+    RaftCommitsWithoutMajority = 3,
+    /// A controller leader answers reads without a valid lease.
+    RaftReadsWithoutLease = 4,
 }
 
 impl Canary {
     /// Every canary, for listing and sweeps.
-    pub const ALL: [Canary; 2] = [Canary::RecoverySkipsCrc, Canary::RecoveryKeepsTornTail];
+    pub const ALL: [Canary; 5] = [
+        Canary::RecoverySkipsCrc,
+        Canary::RecoveryKeepsTornTail,
+        Canary::RaftVotesTwiceInATerm,
+        Canary::RaftCommitsWithoutMajority,
+        Canary::RaftReadsWithoutLease,
+    ];
 
     /// The canary's name, as given on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Canary::RecoverySkipsCrc => "recovery-skips-crc",
             Canary::RecoveryKeepsTornTail => "recovery-keeps-torn-tail",
+            Canary::RaftVotesTwiceInATerm => "raft-votes-twice-in-a-term",
+            Canary::RaftCommitsWithoutMajority => "raft-commits-without-majority",
+            Canary::RaftReadsWithoutLease => "raft-reads-without-lease",
         }
     }
 

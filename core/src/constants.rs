@@ -66,3 +66,44 @@ pub const FETCH_WAIT_MAX_MS: i32 = 60_000;
 const _: () = assert!(RECOVERY_HELD_REQUESTS_MAX >= CONNECTION_REQUESTS_IN_FLIGHT_MAX);
 const _: () = assert!(TOPICS_MAX <= PARTITIONS_MAX);
 const _: () = assert!(TOPIC_PARTITIONS_MAX as usize <= PARTITIONS_MAX);
+
+// Controller quorum limits (core/src/raft). A peer or client that would push past one is
+// refused (proposals: `Overloaded`) or its message ignored; internal queues assert.
+
+/// Most voters in a controller quorum.
+pub const RAFT_VOTERS_MAX: usize = 7;
+/// Default minimum election timeout (KRaft `controller.quorum.election.timeout.ms` is 1 s).
+pub const RAFT_ELECTION_TIMEOUT_MIN_MS_DEFAULT: u64 = 1_000;
+/// Default maximum election timeout.
+pub const RAFT_ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 2_000;
+/// Default heartbeat interval.
+pub const RAFT_HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 200;
+/// Default bound on relative clock-rate difference between voters (5%), in ppm.
+pub const RAFT_CLOCK_DRIFT_MAX_PPM_DEFAULT: u32 = 50_000;
+/// Default entries after the last snapshot before one is asked for.
+pub const RAFT_SNAPSHOT_WANTED_ENTRIES_DEFAULT: u64 = 10_000;
+/// Most entries in one AppendEntries.
+pub const RAFT_APPEND_ENTRIES_MAX: usize = 256;
+/// Most entries in one log write.
+pub const RAFT_WRITE_ENTRIES_MAX: usize = 1_024;
+/// Most proposals a leader holds uncommitted.
+pub const RAFT_PROPOSALS_IN_FLIGHT_MAX: usize = 4_096;
+/// Largest command a proposal may carry.
+pub const RAFT_COMMAND_BYTES_MAX: usize = 1024 * 1024;
+/// Largest snapshot accepted from the owner or a leader.
+pub const RAFT_SNAPSHOT_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Most entries held in memory; beyond it proposals are refused until a snapshot compacts.
+pub const RAFT_LOG_ENTRIES_MAX: usize = 100_000;
+/// Most entry records recovery reads from the log file.
+pub const RAFT_LOG_FILE_ENTRIES_MAX: usize = 10_000_000;
+/// Peer messages held waiting for the vote record to be durable.
+pub const RAFT_HELD_MESSAGES_MAX: usize = 4_096;
+/// Outputs a voter may queue in one step.
+pub const RAFT_OUTBOX_MAX: usize = 1 << 20;
+
+const _: () = assert!(RAFT_ELECTION_TIMEOUT_MIN_MS_DEFAULT <= RAFT_ELECTION_TIMEOUT_MAX_MS_DEFAULT);
+const _: () = assert!(RAFT_HEARTBEAT_INTERVAL_MS_DEFAULT < RAFT_ELECTION_TIMEOUT_MIN_MS_DEFAULT);
+const _: () = assert!(RAFT_SNAPSHOT_WANTED_ENTRIES_DEFAULT < RAFT_LOG_ENTRIES_MAX as u64);
+const _: () = assert!(RAFT_PROPOSALS_IN_FLIGHT_MAX <= RAFT_LOG_ENTRIES_MAX);
+const _: () = assert!(RAFT_CLOCK_DRIFT_MAX_PPM_DEFAULT < 1_000_000);
+const _: () = assert!(RAFT_LOG_ENTRIES_MAX <= RAFT_LOG_FILE_ENTRIES_MAX);

@@ -17,4 +17,5 @@ pub mod canary;
 pub mod constants;
 pub mod io;
 pub mod log;
+pub mod raft;
 pub mod timer;

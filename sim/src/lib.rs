@@ -10,10 +10,12 @@
 pub mod disk;
 pub mod log_sim;
 pub mod params;
+pub mod raft_sim;
 pub mod trace;
 
 pub use log_sim::{LogSim, LogSimReport, Violation};
 pub use params::LogSimParams;
+pub use raft_sim::{params::RaftSimParams, RaftSim, RaftSimReport};
 use seedlog_core::canary::Canaries;
 
 /// Runs one seed of the single-node log simulation.
@@ -24,11 +26,39 @@ pub fn run_log_seed(seed: u64, canaries: Canaries) -> LogSimReport {
 /// Runs one seed and turns a panic (a failed assertion inside a state machine) into a
 /// violation, so a sweep reports every failing seed with its replay line.
 pub fn run_log_seed_caught(seed: u64, canaries: Canaries) -> Result<LogSimReport, String> {
-    let run = std::panic::catch_unwind(|| run_log_seed(seed, canaries));
-    match run {
-        Ok(report) => match report.violations.first() {
+    caught(
+        || run_log_seed(seed, canaries),
+        |r: &LogSimReport| first(&r.violations),
+    )
+}
+
+/// Runs one seed of the controller-quorum (Raft) simulation.
+pub fn run_raft_seed(seed: u64, canaries: Canaries) -> RaftSimReport {
+    RaftSim::new(RaftSimParams::draw(seed, canaries)).run()
+}
+
+/// Runs one controller-quorum seed and turns a panic into a violation, like
+/// [`run_log_seed_caught`].
+pub fn run_raft_seed_caught(seed: u64, canaries: Canaries) -> Result<RaftSimReport, String> {
+    caught(
+        || run_raft_seed(seed, canaries),
+        |r: &RaftSimReport| first(&r.violations),
+    )
+}
+
+fn first(violations: &[Violation]) -> Option<String> {
+    violations.first().map(|v| v.what.clone())
+}
+
+/// Runs `run`, answering its report, its first violation, or the panic that stopped it.
+fn caught<R>(
+    run: impl FnOnce() -> R + std::panic::UnwindSafe,
+    violation: impl Fn(&R) -> Option<String>,
+) -> Result<R, String> {
+    match std::panic::catch_unwind(run) {
+        Ok(report) => match violation(&report) {
             None => Ok(report),
-            Some(v) => Err(v.what.clone()),
+            Some(what) => Err(what),
         },
         Err(panic) => {
             let message = panic

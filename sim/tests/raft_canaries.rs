@@ -1,0 +1,47 @@
+//! Planted controller-quorum bugs the simulator must catch: the measure of the Raft checker's
+//! power. Built only with the `canary` feature
+//! (`cargo test -p seedlog-sim --features canary --test raft_canaries`); the `cfg` below keeps
+//! a plain `cargo test` from running canary tests whose bugs are compiled out.
+#![cfg(feature = "canary")]
+
+use seedlog_core::canary::{Canaries, Canary};
+use seedlog_sim::run_raft_seed_caught;
+
+/// Each canary must be caught within this many consecutive seeds.
+const CANARY_SEEDS: u64 = 200;
+
+fn assert_caught(canary: Canary) {
+    let caught = (0..CANARY_SEEDS).find_map(|seed| {
+        run_raft_seed_caught(seed, Canaries::NONE.with(canary))
+            .err()
+            .map(|what| (seed, what))
+    });
+    match caught {
+        Some((seed, what)) => println!("{} caught at seed {seed}: {what}", canary.name()),
+        None => panic!(
+            "{} was not caught within {CANARY_SEEDS} seeds",
+            canary.name()
+        ),
+    }
+}
+
+// A voter that grants a second vote in a term it already voted in can elect two leaders in
+// one term; the simulator sees the double grant on the wire and must report it.
+#[test]
+fn raft_votes_twice_in_a_term_is_caught() {
+    assert_caught(Canary::RaftVotesTwiceInATerm);
+}
+
+// A leader that commits on its own durable copy acknowledges entries a majority never held; a
+// partition or crash then loses or overwrites them, which the history checks must report.
+#[test]
+fn raft_commits_without_majority_is_caught() {
+    assert_caught(Canary::RaftCommitsWithoutMajority);
+}
+
+// A leader that answers reads without a lease serves stale reads once deposed; the read check
+// (no read below an index acknowledged before it began) must report it.
+#[test]
+fn raft_reads_without_lease_is_caught() {
+    assert_caught(Canary::RaftReadsWithoutLease);
+}
