@@ -294,8 +294,8 @@ enum Pending {
 pub(super) struct CutPlan {
     /// New log end offset.
     pub(super) offset: i64,
-    /// Segment to cut, if any survives.
-    pub(super) segment: Option<i64>,
+    /// Segment to cut (after a restart at the log start: the new, empty one).
+    pub(super) segment: i64,
     /// File position of the cut.
     pub(super) position: u64,
     /// Whether the file is longer than `position` and needs the truncate.
@@ -830,7 +830,7 @@ impl Log {
         seg.truncate(offset, position);
         let plan = CutPlan {
             offset,
-            segment: Some(segment),
+            segment,
             position,
             truncate_file: true,
             delete,
@@ -845,32 +845,28 @@ impl Log {
             self.emit_disk(DiskOp::Delete { file }, Pending::Delete);
         }
         let offset = plan.offset;
-        if let Some(segment) = plan.segment {
-            let file = self.segment_path(segment);
-            if plan.truncate_file {
-                let truncate = DiskOp::Truncate {
-                    file: file.clone(),
-                    len: plan.position,
-                };
-                self.emit_disk(
-                    truncate,
-                    Pending::Truncate {
-                        offset,
-                        final_step: false,
-                    },
-                );
-            }
+        let file = self.segment_path(plan.segment);
+        if plan.truncate_file {
+            let truncate = DiskOp::Truncate {
+                file: file.clone(),
+                len: plan.position,
+            };
             self.emit_disk(
-                DiskOp::Sync { file },
+                truncate,
                 Pending::Truncate {
                     offset,
-                    final_step: true,
+                    final_step: false,
                 },
             );
-        } else {
-            // Only deletions, which the driver makes durable as it runs them.
-            self.outbox.push_back(LogOutput::Truncated { offset });
         }
+        // Requests run in order, so this sync completes after every deletion above.
+        self.emit_disk(
+            DiskOp::Sync { file },
+            Pending::Truncate {
+                offset,
+                final_step: true,
+            },
+        );
         self.truncation_in_progress = false;
         self.run_queued_truncation();
     }

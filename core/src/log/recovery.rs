@@ -71,7 +71,12 @@ pub struct RecoveryReport {
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Step {
     List,
-    CheckpointRead,
+    /// A read of checkpoint slot `slot`, attempt `attempt` (a slot that does not decode is
+    /// read again: the damage may have happened on the way from the disk).
+    CheckpointRead {
+        slot: u8,
+        attempt: u8,
+    },
     SegmentRead,
 }
 
@@ -100,7 +105,7 @@ pub(super) struct Recovery {
 }
 
 /// How often recovery re-reads a batch that failed its check before cutting there.
-const RECOVERY_REREADS_MAX: u32 = 2;
+const RECOVERY_REREADS_MAX: u32 = 3;
 
 impl Log {
     pub(super) fn start_recovery(&mut self, now: Instant) {
@@ -132,10 +137,14 @@ impl Log {
         };
         match (step, outcome) {
             (Step::List, DiskOutcome::Listed(entries)) => self.on_recovery_list(now, entries),
-            (Step::CheckpointRead, DiskOutcome::Read(bytes)) => {
+            (Step::CheckpointRead { slot, attempt }, DiskOutcome::Read(bytes)) => {
+                let decoded = Checkpoint::decode(&bytes);
+                if decoded.is_none() && u32::from(attempt) < RECOVERY_REREADS_MAX {
+                    return self.read_checkpoint_slot(slot, attempt + 1);
+                }
                 let recovery = self.recovery();
                 recovery.checkpoint_reads_outstanding -= 1;
-                match Checkpoint::decode(&bytes) {
+                match decoded {
                     Some(c)
                         if recovery
                             .best_checkpoint
@@ -166,14 +175,10 @@ impl Log {
             .copied()
             .filter(|s| entries.iter().any(|e| e.name == *s))
             .collect();
-        for slot in &slots {
-            let file = self.path(slot);
-            let op = DiskOp::Read {
-                file,
-                position: 0,
-                len: CHECKPOINT_LEN as u32,
-            };
-            self.emit_disk(op, Pending::Recovery(Step::CheckpointRead));
+        for (slot, name) in SLOTS.iter().enumerate() {
+            if slots.contains(name) {
+                self.read_checkpoint_slot(slot as u8, 0);
+            }
         }
         let recovery = self.recovery();
         recovery.files = files;
@@ -182,6 +187,20 @@ impl Log {
         if slots.is_empty() {
             self.begin_scan(now);
         }
+    }
+
+    fn read_checkpoint_slot(&mut self, slot: u8, attempt: u8) {
+        let file = self.path(SLOTS[usize::from(slot)]);
+        let len = CHECKPOINT_LEN as u32;
+        let op = DiskOp::Read {
+            file,
+            position: 0,
+            len,
+        };
+        self.emit_disk(
+            op,
+            Pending::Recovery(Step::CheckpointRead { slot, attempt }),
+        );
     }
 
     /// Once the checkpoint is known: skip segment files that lie wholly below the log start
@@ -277,6 +296,11 @@ impl Log {
                         .expect("inserted at scan start")
                         .push_batch(&header);
                 }
+                // The base offset lies outside the CRC, so a bit flipped on the way from the
+                // disk shows up as a gap: read again before cutting, as for a bad CRC.
+                Ok(_) if self.recovery().rereads < RECOVERY_REREADS_MAX => {
+                    return self.reread_at(now, position);
+                }
                 Ok(header) => {
                     let reason = CutReason::OffsetGap {
                         expected,
@@ -284,7 +308,16 @@ impl Log {
                     };
                     return self.cut_scan(now, base, position, reason);
                 }
-                // A batch that runs past the end of the file is what a torn last write leaves.
+                // A batch that runs past the end of the file is what a torn last write leaves,
+                // unless its length field was flipped on the way from the disk: read again
+                // before cutting (a real torn tail costs a few small reads).
+                Err(BatchError::Truncated { needed, .. })
+                    if position + needed > file_len
+                        && self.recovery().rereads < RECOVERY_REREADS_MAX
+                        && !canaries.is_on(Canary::RecoveryKeepsTornTail) =>
+                {
+                    return self.reread_at(now, position);
+                }
                 Err(BatchError::Truncated { needed, .. }) if position + needed > file_len => {
                     if canaries.is_on(Canary::RecoveryKeepsTornTail) {
                         self.keep_torn_tail(base, rest);
@@ -300,15 +333,10 @@ impl Log {
                     recovery.scan_position = position;
                     return self.read_next_chunk(now, needed);
                 }
-                Err(e) if self.recovery().rereads < RECOVERY_REREADS_MAX => {
-                    // A bad batch may be a bit flipped on the way from the disk rather than on
-                    // it: read it again before cutting synced data.
-                    let recovery = self.recovery();
-                    recovery.rereads += 1;
-                    recovery.carry.clear();
-                    recovery.scan_position = position;
-                    let _ = e;
-                    return self.read_next_chunk(now, 0);
+                // A bad batch may be a bit flipped on the way from the disk rather than on it:
+                // read it again before cutting synced data.
+                Err(_) if self.recovery().rereads < RECOVERY_REREADS_MAX => {
+                    return self.reread_at(now, position);
                 }
                 Err(e) => return self.cut_scan(now, base, position, CutReason::Corrupt(e)),
             }
@@ -316,6 +344,15 @@ impl Log {
         let recovery = self.recovery();
         recovery.scan_position += buffer.len() as u64;
         self.read_next_chunk(now, 0);
+    }
+
+    /// Reads the segment again from `position`, where a batch failed its checks.
+    fn reread_at(&mut self, now: Instant, position: u64) {
+        let recovery = self.recovery();
+        recovery.rereads += 1;
+        recovery.carry.clear();
+        recovery.scan_position = position;
+        self.read_next_chunk(now, 0)
     }
 
     /// The planted bug: count a torn batch as if it were whole.
@@ -383,6 +420,14 @@ impl Log {
         for segment in self.segments.values_mut() {
             segment.dirty = segment.next_offset > self.durable_offset && segment.size > 0;
         }
+        // After a process crash the page cache may hold a truncation of the active segment that
+        // never reached the disk; its data is below the recovery point, so only a sync of the
+        // file makes the shorter length durable. Without it a later power loss brings the
+        // truncated batches back.
+        let active = self.segments.keys().next_back().copied();
+        if let Some(active) = active.filter(|b| recovery.files.iter().any(|(f, _)| f == b)) {
+            self.segments.get_mut(&active).expect("listed above").dirty = true;
+        }
         // Offsets below the log start were deleted on purpose; only the rest counts as lost.
         let lost = (surviving_end < recovery_point).then_some((surviving_end, recovery_point));
         let report = RecoveryReport {
@@ -431,7 +476,7 @@ impl Log {
         }
         Some(CutPlan {
             offset: cut.offset,
-            segment: Some(cut.segment),
+            segment: cut.segment,
             position: cut.position,
             truncate_file: cut.position < file_len,
             delete,
@@ -439,17 +484,43 @@ impl Log {
     }
 
     /// The surviving data ends below the log start offset (an unsynced tail was lost after
-    /// records were deleted, or damage cut below it): every segment file goes, and the log
-    /// continues empty from the log start offset, so no offset is ever handed out twice.
+    /// records were deleted, or damage cut below it): the log continues empty from the log
+    /// start offset, so no offset is ever handed out twice. The empty segment file at the log
+    /// start is made durable before the checkpoint is written and the old files are deleted:
+    /// it anchors the log, so a crash halfway through cannot bring the old segments back.
     fn restart_at_log_start(&mut self, now: Instant, recovery: &Recovery) -> Option<CutPlan> {
         self.segments.clear();
         let start = self.log_start_offset;
         let segment = Segment::new(start, now, self.config.index_interval_bytes);
         self.segments.insert(start, segment);
-        let delete: Vec<i64> = recovery.files.iter().map(|(b, _)| *b).collect();
+        let file = self.segment_path(start);
+        let anchor = if recovery.files.iter().any(|(b, _)| *b == start) {
+            DiskOp::Truncate {
+                file: file.clone(),
+                len: 0,
+            }
+        } else {
+            DiskOp::Write {
+                file: file.clone(),
+                position: 0,
+                bytes: bytes::Bytes::new(),
+            }
+        };
+        let pending = Pending::Truncate {
+            offset: start,
+            final_step: false,
+        };
+        self.emit_disk(anchor, pending.clone());
+        self.emit_disk(DiskOp::Sync { file }, pending);
+        let delete: Vec<i64> = recovery
+            .files
+            .iter()
+            .map(|(b, _)| *b)
+            .filter(|b| *b != start)
+            .collect();
         Some(CutPlan {
             offset: start,
-            segment: None,
+            segment: start,
             position: 0,
             truncate_file: false,
             delete,

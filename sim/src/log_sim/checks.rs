@@ -12,13 +12,10 @@ impl LogSim {
             report.recovery_point as u64,
         ]);
         self.recovering = false;
-        // Damage at rest since the last good recovery, or a flipped bit while this recovery
-        // scanned (the log re-reads before cutting, but cannot beat repeated flips), are the
-        // only reasons synced data may be cut.
+        // Damage at rest since the last good recovery is the only reason synced data may be
+        // cut. A bit flipped on read is not: recovery re-reads a batch that fails its checks.
         let earlier_report = self.loss_report_pending;
-        let rot = self.disk.rot_since(DIR, self.last_recovery_done)
-            || self.disk.read_flips_since(DIR, self.recovery_started)
-            || earlier_report;
+        let rot = self.disk.rot_since(DIR, self.last_recovery_done) || earlier_report;
         self.loss_report_pending =
             earlier_report || report.durable_data_lost.is_some() || report.cut.is_some();
         if let Some((from, to)) = report.durable_data_lost {
