@@ -45,8 +45,8 @@ pub struct LogSimParams {
     pub canaries: Canaries,
 }
 
-/// Rate of a fault kind: absent in about a third of seeds, otherwise drawn up to `max`.
-fn rate(prng: &mut Prng, max: f64) -> f64 {
+/// Swarm testing's rate of a fault kind: absent in about a third of seeds, otherwise drawn up to `max`.
+pub(crate) fn rate(prng: &mut Prng, max: f64) -> f64 {
     if prng.below(3) == 0 {
         0.0
     } else {

@@ -1,6 +1,7 @@
 //! Everything one controller-quorum seed decides, drawn up front and printable.
 
 use crate::disk::DiskFaults;
+use crate::params::rate;
 use seedlog_core::canary::Canaries;
 use seedlog_core::Prng;
 use std::fmt;
@@ -46,15 +47,6 @@ pub struct RaftSimParams {
     pub disk: DiskFaults,
     /// Planted bugs.
     pub canaries: Canaries,
-}
-
-/// Rate of a fault kind: absent in about a third of seeds, otherwise drawn up to `max`.
-fn rate(prng: &mut Prng, max: f64) -> f64 {
-    if prng.below(3) == 0 {
-        0.0
-    } else {
-        max * (prng.below(1001) as f64 / 1000.0)
-    }
 }
 
 /// A mean interval in ms, or 0 (the fault kind is off) in about a third of seeds.
