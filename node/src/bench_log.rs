@@ -184,7 +184,7 @@ fn log_run(
     let mut driver = Driver::open(dir, policy)?;
     let batch = sample_batch(batch_bytes);
     let batches = (total / batch.len() as u64).max(1);
-    let (mut sent, mut done, mut durable_target) = (0u64, 0u64, 0i64);
+    let (mut sent, mut done) = (0u64, 0u64);
     let start = Instant::now();
     let mut watch = |o: &LogOutput| match o {
         LogOutput::Appended { .. } => true,
@@ -205,13 +205,12 @@ fn log_run(
         done += driver.step(&mut watch)? as u64;
     }
     if policy == SyncPolicy::GroupCommit {
-        durable_target = driver.log.log_end_offset();
+        let durable_target = driver.log.log_end_offset();
         while driver.log.durable_offset() < durable_target {
             driver.step(&mut watch)?;
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let _ = durable_target;
     let appended = batches * batch.len() as u64;
     let read_mb_s = read_all(&mut driver, appended)?;
     driver.io.shutdown();

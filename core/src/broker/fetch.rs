@@ -231,23 +231,7 @@ impl Broker {
         fetch_offset: i64,
         current_leader_epoch: i32,
     ) -> Result<(i64, i64), i16> {
-        let t = self
-            .topics
-            .get(topic)
-            .ok_or(errors::UNKNOWN_TOPIC_OR_PARTITION)?;
-        if partition < 0 || partition >= t.partition_count {
-            return Err(errors::UNKNOWN_TOPIC_OR_PARTITION);
-        }
-        let p = self
-            .partition(topic, partition)
-            .ok_or(errors::NOT_LEADER_OR_FOLLOWER)?;
-        if p.log.is_faulted() {
-            return Err(errors::KAFKA_STORAGE_ERROR);
-        }
-        if !p.log.is_ready() {
-            return Err(errors::NOT_LEADER_OR_FOLLOWER);
-        }
-        check_leader_epoch(current_leader_epoch, p.leader_epoch)?;
+        let p = self.serving_partition(topic, partition, current_leader_epoch)?;
         if fetch_offset < p.log.log_start_offset() || fetch_offset > p.log.log_end_offset() {
             return Err(errors::OFFSET_OUT_OF_RANGE);
         }

@@ -682,6 +682,34 @@ impl Broker {
 
     // ---- partition logs ----
 
+    /// A partition a client may read from now, or the Kafka error that says why not: unknown,
+    /// not served here yet (recovering), storage failed, or a stale/future leader epoch.
+    fn serving_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        current_leader_epoch: i32,
+    ) -> Result<&Partition, i16> {
+        let t = self
+            .topics
+            .get(topic)
+            .ok_or(errors::UNKNOWN_TOPIC_OR_PARTITION)?;
+        if partition < 0 || partition >= t.partition_count {
+            return Err(errors::UNKNOWN_TOPIC_OR_PARTITION);
+        }
+        let p = self
+            .partition(topic, partition)
+            .ok_or(errors::NOT_LEADER_OR_FOLLOWER)?;
+        if p.log.is_faulted() {
+            return Err(errors::KAFKA_STORAGE_ERROR);
+        }
+        if !p.log.is_ready() {
+            return Err(errors::NOT_LEADER_OR_FOLLOWER);
+        }
+        fetch::check_leader_epoch(current_leader_epoch, p.leader_epoch)?;
+        Ok(p)
+    }
+
     fn partition(&self, topic: &str, partition: i32) -> Option<&Partition> {
         self.topics
             .get(topic)?

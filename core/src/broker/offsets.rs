@@ -9,7 +9,6 @@
 //! the tiered-storage specs are not implemented and answer UNSUPPORTED_VERSION.
 
 use super::errors::{self, read_error_code};
-use super::fetch::check_leader_epoch;
 use super::{Broker, Op, OpId, Token, Work};
 use crate::constants::REQUEST_PARTITIONS_MAX;
 use crate::log::{LogInput, ReadError};
@@ -121,23 +120,7 @@ impl Broker {
         partition: i32,
         current_leader_epoch: i32,
     ) -> Result<(i64, i64, i32), i16> {
-        let t = self
-            .topics
-            .get(topic)
-            .ok_or(errors::UNKNOWN_TOPIC_OR_PARTITION)?;
-        if partition < 0 || partition >= t.partition_count {
-            return Err(errors::UNKNOWN_TOPIC_OR_PARTITION);
-        }
-        let p = self
-            .partition(topic, partition)
-            .ok_or(errors::NOT_LEADER_OR_FOLLOWER)?;
-        if p.log.is_faulted() {
-            return Err(errors::KAFKA_STORAGE_ERROR);
-        }
-        if !p.log.is_ready() {
-            return Err(errors::NOT_LEADER_OR_FOLLOWER);
-        }
-        check_leader_epoch(current_leader_epoch, p.leader_epoch)?;
+        let p = self.serving_partition(topic, partition, current_leader_epoch)?;
         Ok((p.log.log_start_offset(), p.high_watermark, p.leader_epoch))
     }
 

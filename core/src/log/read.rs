@@ -306,12 +306,12 @@ impl Log {
                 Ok(header) if header.base_offset == expected => header,
                 Ok(_) => {
                     let error = BatchError::InvalidRecord("batch offset out of sequence");
-                    return self.read_corrupt(state, expected, consumed, error);
+                    return self.read_corrupt(state, expected, error);
                 }
                 Err(BatchError::Truncated { needed, .. }) => {
                     return self.on_read_window_end(state, data, first, consumed, expected, needed)
                 }
-                Err(error) => return self.read_corrupt(state, expected, consumed, error),
+                Err(error) => return self.read_corrupt(state, expected, error),
             };
             let size = header.size() as usize;
             if header.next_offset() <= state.offset {
@@ -373,22 +373,13 @@ impl Log {
         }
     }
 
-    fn read_corrupt(
-        &mut self,
-        mut state: ReadState,
-        offset: i64,
-        consumed: usize,
-        error: BatchError,
-    ) {
-        if state.purpose == ReadPurpose::Truncate {
-            // The bad bytes may have been flipped in transit: read again. Damage that stays is
-            // not this truncation's to cut quietly; failing hands it to recovery, which reports.
-            if state.rereads < LOCATE_REREADS_MAX {
-                state.rereads += 1;
-                return self.issue_read(state, 0);
-            }
-            let _ = consumed;
-            return self.finish_state(&state, Err(ReadError::Corrupt { offset, error }), None);
+    fn read_corrupt(&mut self, mut state: ReadState, offset: i64, error: BatchError) {
+        // For a truncation the bad bytes may have been flipped in transit: read again. Damage
+        // that stays is not this truncation's to cut quietly; failing hands it to recovery,
+        // which reports it.
+        if state.purpose == ReadPurpose::Truncate && state.rereads < LOCATE_REREADS_MAX {
+            state.rereads += 1;
+            return self.issue_read(state, 0);
         }
         self.finish_state(&state, Err(ReadError::Corrupt { offset, error }), None)
     }

@@ -108,8 +108,7 @@ pub(super) struct Recovery {
 const RECOVERY_REREADS_MAX: u32 = 3;
 
 impl Log {
-    pub(super) fn start_recovery(&mut self, now: Instant) {
-        let _ = now;
+    pub(super) fn start_recovery(&mut self) {
         self.state = State::Recovering(Box::default());
         let dir = self.config.dir.clone();
         self.emit_disk(DiskOp::List { dir }, Pending::Recovery(Step::List));
