@@ -14,6 +14,7 @@ pub use prng::Prng;
 pub use time::{Duration, Instant};
 pub mod broker;
 pub mod canary;
+pub mod cluster;
 pub mod constants;
 pub mod io;
 pub mod log;

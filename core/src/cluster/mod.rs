@@ -1,0 +1,12 @@
+//! A Seedlog cluster node: the controller quorum, the active controller and the replicated
+//! partitions of one broker behind one `handle/poll` face (DESIGN §2, §3).
+
+pub mod controller;
+pub mod metadata;
+pub mod peer;
+
+pub use metadata::{
+    BrokerInfo, Endpoint, MetadataBatch, MetadataImage, MetadataRecord, PartitionChange,
+    PartitionInfo, TopicInfo,
+};
+pub use peer::PeerMessage;
