@@ -3,10 +3,12 @@
 
 pub mod controller;
 pub mod metadata;
+pub mod node;
 pub mod peer;
 
 pub use metadata::{
     BrokerInfo, Endpoint, MetadataBatch, MetadataImage, MetadataRecord, PartitionChange,
     PartitionInfo, TopicInfo,
 };
+pub use node::{Node, NodeConfig, NodeEvent, NodeInput, NodeOutput};
 pub use peer::PeerMessage;
