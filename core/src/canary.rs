@@ -18,16 +18,20 @@ pub enum Canary {
     RaftCommitsWithoutMajority = 3,
     /// A controller leader answers reads without a valid lease.
     RaftReadsWithoutLease = 4,
+    /// The active controller elects the first live replica as leader even when it is not in
+    /// the ISR (an unclean election the topic did not allow).
+    ControllerElectsOutsideIsr = 5,
 }
 
 impl Canary {
     /// Every canary, for listing and sweeps.
-    pub const ALL: [Canary; 5] = [
+    pub const ALL: [Canary; 6] = [
         Canary::RecoverySkipsCrc,
         Canary::RecoveryKeepsTornTail,
         Canary::RaftVotesTwiceInATerm,
         Canary::RaftCommitsWithoutMajority,
         Canary::RaftReadsWithoutLease,
+        Canary::ControllerElectsOutsideIsr,
     ];
 
     /// The canary's name, as given on the command line.
@@ -38,6 +42,7 @@ impl Canary {
             Canary::RaftVotesTwiceInATerm => "raft-votes-twice-in-a-term",
             Canary::RaftCommitsWithoutMajority => "raft-commits-without-majority",
             Canary::RaftReadsWithoutLease => "raft-reads-without-lease",
+            Canary::ControllerElectsOutsideIsr => "controller-elects-outside-isr",
         }
     }
 

@@ -107,3 +107,25 @@ const _: () = assert!(RAFT_SNAPSHOT_WANTED_ENTRIES_DEFAULT < RAFT_LOG_ENTRIES_MA
 const _: () = assert!(RAFT_PROPOSALS_IN_FLIGHT_MAX <= RAFT_LOG_ENTRIES_MAX);
 const _: () = assert!(RAFT_CLOCK_DRIFT_MAX_PPM_DEFAULT < 1_000_000);
 const _: () = assert!(RAFT_LOG_ENTRIES_MAX <= RAFT_LOG_FILE_ENTRIES_MAX);
+
+// Active controller limits and defaults (core/src/cluster/controller). A broker that would push
+// past one is answered with a Kafka error or its heartbeat is not tracked; internal queues assert.
+
+/// Default `broker.session.timeout.ms`: a broker silent this long is fenced (Kafka's default).
+pub const CONTROLLER_SESSION_TIMEOUT_MS_DEFAULT: u64 = 9_000;
+/// Default interval at which the active controller re-checks sessions and leaders.
+pub const CONTROLLER_TICK_INTERVAL_MS_DEFAULT: u64 = 100;
+/// Most brokers the controller registers and tracks heartbeats for.
+pub const CONTROLLER_BROKERS_MAX: usize = 1_024;
+/// Most CreateTopics/DeleteTopics/AlterPartition/reassignment requests queued or in flight;
+/// more are refused with REQUEST_TIMED_OUT (retriable), not queued.
+pub const CONTROLLER_REQUESTS_QUEUED_MAX: usize = 1_024;
+/// Upper bound on the encoded size of one proposed metadata batch.
+pub const CONTROLLER_BATCH_BYTES_MAX: usize = RAFT_COMMAND_BYTES_MAX / 2;
+/// Outputs the controller may queue before the driver drains them.
+pub const CONTROLLER_OUTBOX_MAX: usize = 1 << 20;
+
+const _: () = assert!(CONTROLLER_TICK_INTERVAL_MS_DEFAULT < CONTROLLER_SESSION_TIMEOUT_MS_DEFAULT);
+const _: () = assert!(CONTROLLER_BATCH_BYTES_MAX < RAFT_COMMAND_BYTES_MAX);
+const _: () = assert!(CONTROLLER_REQUESTS_QUEUED_MAX * 2 < CONTROLLER_OUTBOX_MAX);
+const _: () = assert!(CONTROLLER_BROKERS_MAX <= u32::MAX as usize);
