@@ -58,6 +58,8 @@ pub(super) fn append_error_code(error: &AppendError) -> i16 {
         AppendError::Storage | AppendError::LogFull => KAFKA_STORAGE_ERROR,
         // Retriable, so the producer backs off and tries again.
         AppendError::Overloaded => REQUEST_TIMED_OUT,
+        // Only follower appends can mismatch; the follower fetches again.
+        AppendError::OffsetMismatch { .. } => NOT_LEADER_OR_FOLLOWER,
     }
 }
 

@@ -20,7 +20,9 @@
 //!   (after a failed fsync the page cache cannot be trusted), so the log refuses everything;
 //!   the owner must recover it anew, as Kafka takes a failed log directory offline.
 
+mod append;
 pub mod checkpoint;
+pub mod epoch_cache;
 mod read;
 mod recovery;
 pub mod segment;
@@ -28,11 +30,12 @@ pub mod segment;
 use crate::canary::Canaries;
 use crate::constants::*;
 use crate::io::{DiskCompletion, DiskError, DiskOp, DiskOutcome, DiskRequest, DiskRequestId};
-use crate::record_batch::{self, BatchError, BatchLimits};
+use crate::record_batch::{BatchError, BatchLimits};
 use crate::time::{Duration, Instant};
 use crate::timer::{TimerKind, TimerTable};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use checkpoint::Checkpoint;
+use epoch_cache::EpochCache;
 use segment::Segment;
 use std::collections::{BTreeMap, VecDeque};
 
@@ -112,6 +115,16 @@ pub enum LogInput {
         /// Stamped into the batch's partition leader epoch.
         leader_epoch: i32,
     },
+    /// Append batches fetched from the partition leader, as a follower does: one or more
+    /// whole v2 batches whose offsets and partition leader epochs the leader assigned. They are
+    /// stored byte for byte; the first must start at the log end offset and each next one right
+    /// after its predecessor. All are checked before any is written.
+    AppendReplica {
+        /// Echoed in the result.
+        request: RequestId,
+        /// Whole batches laid end to end, as a fetch response carries them.
+        batches: Bytes,
+    },
     /// Read whole batches from `offset`.
     Read {
         /// Echoed in the result.
@@ -137,6 +150,13 @@ pub enum LogInput {
         /// New log end offset; must be a batch boundary.
         offset: i64,
     },
+    /// Discard every segment and continue empty at `offset`, which becomes the log start
+    /// offset (Kafka's truncate-fully-and-start-at: a follower whose fetch offset fell below
+    /// the leader's log start). Reported with [`LogOutput::Truncated`] once durable.
+    TruncateFullyAndStartAt {
+        /// The new log start and log end offset.
+        offset: i64,
+    },
     /// Advance the log start offset to `offset` and drop whole segments below it.
     DeleteBefore {
         /// New log start offset (at most the log end offset).
@@ -159,6 +179,14 @@ pub enum AppendError {
     Overloaded,
     /// The offset would not fit in an i64 or the segment limit is reached.
     LogFull,
+    /// A replica append does not continue the log: its first batch must start at the log end
+    /// offset, and each later batch right after the one before.
+    OffsetMismatch {
+        /// The offset the batch had to start at.
+        expected: i64,
+        /// The batch's base offset.
+        found: i64,
+    },
 }
 
 /// Why a read failed.
@@ -274,6 +302,9 @@ enum Pending {
         base_offset: i64,
         last_offset: i64,
     },
+    /// A write of a replica append that spans segments, other than its last one. Requests run
+    /// in order, so the last write's completion answers for the whole append.
+    AppendPart,
     SegmentSync,
     CheckpointWrite,
     CheckpointSync {
@@ -298,10 +329,27 @@ pub(super) struct CutPlan {
     pub(super) segment: i64,
     /// File position of the cut.
     pub(super) position: u64,
+    /// Whether the file may not exist yet and must be created (by an empty write) first.
+    pub(super) create_file: bool,
     /// Whether the file is longer than `position` and needs the truncate.
     pub(super) truncate_file: bool,
     /// Later segments to delete.
     pub(super) delete: Vec<i64>,
+}
+
+/// A truncation waiting for the one in progress to finish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QueuedTruncation {
+    /// [`LogInput::TruncateTo`]; later ones merge into the lowest offset.
+    To(i64),
+    /// [`LogInput::TruncateFullyAndStartAt`]; it discards everything, so it supersedes any
+    /// truncation queued before or after it.
+    Fully {
+        /// The new log start offset.
+        offset: i64,
+        /// When it was asked for (the new segment's age counts from then).
+        requested: Instant,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -339,7 +387,12 @@ pub struct Log {
     appends_in_flight: usize,
     reads_in_flight: usize,
     truncation_in_progress: bool,
-    truncation_queued: Option<i64>,
+    truncation_queued: Option<QueuedTruncation>,
+    /// Where each leader epoch's batches start (see [`epoch_cache`]).
+    epochs: EpochCache,
+    /// An epoch a new leader recorded while the log was recovering, assigned at the recovered
+    /// log end offset.
+    epoch_to_assign: Option<i32>,
     timers: TimerTable<LogTimer>,
     outbox: VecDeque<LogOutput>,
 }
@@ -368,6 +421,8 @@ impl Log {
             reads_in_flight: 0,
             truncation_in_progress: false,
             truncation_queued: None,
+            epochs: EpochCache::default(),
+            epoch_to_assign: None,
             timers: TimerTable::default(),
             outbox: VecDeque::new(),
         };
@@ -388,6 +443,9 @@ impl Log {
                 batch,
                 leader_epoch,
             } => self.on_append(now, request, batch, leader_epoch),
+            LogInput::AppendReplica { request, batches } => {
+                self.on_append_replica(now, request, batches)
+            }
             LogInput::Read {
                 request,
                 offset,
@@ -402,6 +460,7 @@ impl Log {
                 self.maybe_start_sync_round();
             }
             LogInput::TruncateTo { offset } => self.on_truncate_to(offset),
+            LogInput::TruncateFullyAndStartAt { offset } => self.on_truncate_fully(now, offset),
             LogInput::DeleteBefore { offset } => self.on_delete_before(offset),
             LogInput::Timeout => self.on_timeout(now),
         }
@@ -470,6 +529,39 @@ impl Log {
         self.segments.values().map(|s| s.size).sum()
     }
 
+    /// A new leader records `epoch` as starting at the log end offset, before it appends (Kafka
+    /// assigns the leader epoch on becoming leader). An epoch not above the latest removes the
+    /// entries it contradicts. While the log recovers the assignment waits for the recovered
+    /// log end offset; a faulted log ignores it (its owner recovers it anew).
+    pub fn assign_epoch(&mut self, epoch: i32) {
+        assert!(epoch >= 0, "leader epochs are non-negative");
+        match self.state {
+            State::Ready => {
+                let log_end_offset = self.log_end_offset();
+                self.epochs.assign(epoch, log_end_offset);
+                self.invariants();
+            }
+            State::Recovering(_) => self.epoch_to_assign = Some(epoch),
+            State::Faulted(_) => {}
+        }
+    }
+
+    /// The newest leader epoch in the epoch cache.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch at or below `epoch` and the offset where it
+    /// ends, which is the start of the next epoch, or the log end offset for the latest.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// The epoch cache's `(epoch, start_offset)` entries, oldest first.
+    pub fn epoch_entries(&self) -> &[(i32, i64)] {
+        self.epochs.entries()
+    }
+
     fn invariants(&self) {
         if !self.is_ready() {
             return;
@@ -485,6 +577,15 @@ impl Log {
         );
         assert!(self.appends_in_flight <= LOG_APPENDS_IN_FLIGHT_MAX);
         assert!(self.reads_in_flight <= LOG_READS_IN_FLIGHT_MAX);
+        let entries = self.epochs.entries();
+        assert!(
+            entries.last().is_none_or(|(_, s)| *s <= log_end_offset)
+                && entries
+                    .first()
+                    .is_none_or(|(_, s)| *s >= self.log_start_offset),
+            "epoch entries {entries:?} outside [{}, {log_end_offset}]",
+            self.log_start_offset
+        );
         debug_assert!(self
             .segments
             .values()
@@ -580,93 +681,11 @@ impl Log {
                 final_step: false, ..
             }
             | Pending::Delete => {}
+            Pending::AppendPart => {}
             Pending::Recovery(_) | Pending::Read(_) | Pending::AppendWrite { .. } => {
                 unreachable!("handled by on_disk_completion")
             }
         }
-    }
-
-    fn fail_append(&mut self, request: RequestId, error: AppendError) {
-        self.outbox
-            .push_back(LogOutput::AppendFailed { request, error });
-    }
-
-    fn on_append(&mut self, now: Instant, request: RequestId, batch: Bytes, leader_epoch: i32) {
-        match &self.state {
-            State::Recovering(_) => return self.fail_append(request, AppendError::NotReady),
-            State::Faulted(_) => return self.fail_append(request, AppendError::Storage),
-            State::Ready if self.truncation_in_progress => {
-                return self.fail_append(request, AppendError::NotReady)
-            }
-            State::Ready => {}
-        }
-        if self.appends_in_flight >= LOG_APPENDS_IN_FLIGHT_MAX {
-            return self.fail_append(request, AppendError::Overloaded);
-        }
-        let header = match record_batch::validate(&batch, &self.config.batch_limits) {
-            Ok(header) => header,
-            Err(e) => return self.fail_append(request, AppendError::InvalidBatch(e)),
-        };
-        let base_offset = self.log_end_offset();
-        if base_offset
-            .checked_add(i64::from(header.last_offset_delta) + 1)
-            .is_none()
-        {
-            return self.fail_append(request, AppendError::LogFull);
-        }
-        if self.should_roll(now, header.size()) && !self.roll(now, base_offset) {
-            return self.fail_append(request, AppendError::LogFull);
-        }
-        let mut bytes = BytesMut::from(&batch[..]);
-        record_batch::set_base_offset(&mut bytes, base_offset);
-        record_batch::set_partition_leader_epoch(&mut bytes, leader_epoch);
-        let stored = record_batch::BatchHeader::parse(&bytes).expect("validated above");
-        let segment = self
-            .segments
-            .values_mut()
-            .next_back()
-            .expect("a ready log has a segment");
-        let position = segment.size;
-        segment.push_batch(&stored);
-        segment.dirty = true;
-        let segment_base = segment.base_offset;
-        let file = self.segment_path(segment_base);
-        let last_offset = stored.last_offset();
-        self.appends_in_flight += 1;
-        self.emit_disk(
-            DiskOp::Write {
-                file,
-                position,
-                bytes: bytes.freeze(),
-            },
-            Pending::AppendWrite {
-                request,
-                base_offset,
-                last_offset,
-            },
-        );
-        self.maybe_start_sync_round();
-    }
-
-    fn should_roll(&self, now: Instant, batch_size: u64) -> bool {
-        let active = self
-            .segments
-            .values()
-            .next_back()
-            .expect("a ready log has a segment");
-        active.size > 0
-            && (active.size + batch_size > self.config.segment_bytes_max
-                || now.saturating_since(active.created) >= self.config.segment_age_max)
-    }
-
-    /// Starts a new active segment at `base_offset`; false if the segment limit is reached.
-    fn roll(&mut self, now: Instant, base_offset: i64) -> bool {
-        if self.segments.len() >= LOG_SEGMENTS_MAX {
-            return false;
-        }
-        let segment = Segment::new(base_offset, now, self.config.index_interval_bytes);
-        assert!(self.segments.insert(base_offset, segment).is_none());
-        true
     }
 
     fn maybe_start_sync_round(&mut self) {
@@ -753,11 +772,22 @@ impl Log {
     }
 
     fn on_truncate_to(&mut self, offset: i64) {
-        if !self.is_ready() || offset >= self.log_end_offset() {
+        if !self.is_ready() {
+            return;
+        }
+        let log_end_offset = self.log_end_offset();
+        if offset >= log_end_offset {
+            // No batch to cut, but an epoch recorded at the log end by a leader that wrote
+            // nothing contradicts the leader now followed; Kafka drops it here too.
+            self.epochs.truncate_from_end(log_end_offset);
             return;
         }
         if self.truncation_in_progress {
-            self.truncation_queued = Some(self.truncation_queued.map_or(offset, |q| q.min(offset)));
+            self.truncation_queued = Some(match self.truncation_queued {
+                Some(QueuedTruncation::To(queued)) => QueuedTruncation::To(queued.min(offset)),
+                Some(fully @ QueuedTruncation::Fully { .. }) => fully,
+                None => QueuedTruncation::To(offset),
+            });
             return;
         }
         let offset = offset.max(self.log_start_offset);
@@ -804,9 +834,58 @@ impl Log {
     }
 
     fn run_queued_truncation(&mut self) {
-        if let Some(offset) = self.truncation_queued.take() {
-            self.on_truncate_to(offset);
+        match self.truncation_queued.take() {
+            Some(QueuedTruncation::To(offset)) => self.on_truncate_to(offset),
+            Some(QueuedTruncation::Fully { offset, requested }) => {
+                self.on_truncate_fully(requested, offset)
+            }
+            None => {}
         }
+    }
+
+    /// Discards every segment and continues empty at `offset`. Memory changes now; a
+    /// checkpoint with log start and recovery point `offset` becomes durable before any file
+    /// changes, so a crash in between recovers either the old log (before the checkpoint) or
+    /// one that starts at `offset`, where batches left at or above it were never claimed
+    /// durable. Then the segment file at `offset` is created empty (it anchors the log, as in
+    /// recovery's restart at the log start) and every other one deleted.
+    fn on_truncate_fully(&mut self, now: Instant, offset: i64) {
+        if !self.is_ready() || offset < 0 {
+            return;
+        }
+        if self.truncation_in_progress {
+            let requested = now;
+            self.truncation_queued = Some(QueuedTruncation::Fully { offset, requested });
+            return;
+        }
+        self.truncation_in_progress = true;
+        let delete: Vec<i64> = self
+            .segments
+            .keys()
+            .copied()
+            .filter(|b| *b != offset)
+            .collect();
+        self.segments.clear();
+        let segment = Segment::new(offset, now, self.config.index_interval_bytes);
+        self.segments.insert(offset, segment);
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        self.durable_offset = self.durable_offset.min(offset);
+        if let Some(round) = self.sync_round.as_mut() {
+            round.target = round.target.min(offset);
+        }
+        self.epochs.clear();
+        let plan = CutPlan {
+            offset,
+            segment: offset,
+            position: 0,
+            create_file: true,
+            truncate_file: true,
+            delete,
+        };
+        self.write_checkpoint(false, Some(plan));
+        // An empty log at `offset` is durable once that checkpoint is: say so through a round.
+        self.maybe_start_sync_round();
     }
 
     /// Cuts the log at `offset`, the start of a batch at `position` in its segment. Memory
@@ -821,6 +900,7 @@ impl Log {
         if let Some(round) = self.sync_round.as_mut() {
             round.target = round.target.min(offset);
         }
+        self.epochs.truncate_from_end(offset);
         let delete: Vec<i64> = self.segments.range(offset + 1..).map(|(b, _)| *b).collect();
         for base in &delete {
             self.segments.remove(base);
@@ -835,6 +915,7 @@ impl Log {
             offset,
             segment,
             position,
+            create_file: false,
             truncate_file: true,
             delete,
         };
@@ -843,24 +924,40 @@ impl Log {
 
     /// The lowered checkpoint is durable: now cut the files.
     fn apply_cut_plan(&mut self, plan: CutPlan) {
+        let offset = plan.offset;
+        let file = self.segment_path(plan.segment);
+        let step = Pending::Truncate {
+            offset,
+            final_step: false,
+        };
+        if plan.create_file {
+            // The empty segment at the new start anchors the log before any older file goes:
+            // a crash halfway through recovers an empty log there, whatever files remain.
+            let create = DiskOp::Write {
+                file: file.clone(),
+                position: 0,
+                bytes: Bytes::new(),
+            };
+            self.emit_disk(create, step.clone());
+            let len = plan.position;
+            let truncate = DiskOp::Truncate {
+                file: file.clone(),
+                len,
+            };
+            self.emit_disk(truncate, step.clone());
+            self.emit_disk(DiskOp::Sync { file: file.clone() }, step.clone());
+        }
         for base in &plan.delete {
             let file = self.segment_path(*base);
             self.emit_disk(DiskOp::Delete { file }, Pending::Delete);
         }
-        let offset = plan.offset;
-        let file = self.segment_path(plan.segment);
-        if plan.truncate_file {
+        if plan.truncate_file && !plan.create_file {
+            let len = plan.position;
             let truncate = DiskOp::Truncate {
                 file: file.clone(),
-                len: plan.position,
+                len,
             };
-            self.emit_disk(
-                truncate,
-                Pending::Truncate {
-                    offset,
-                    final_step: false,
-                },
-            );
+            self.emit_disk(truncate, step);
         }
         // Requests run in order, so this sync completes after every deletion above.
         self.emit_disk(
@@ -879,6 +976,7 @@ impl Log {
             return;
         }
         self.log_start_offset = offset.min(self.log_end_offset());
+        self.epochs.truncate_from_start(self.log_start_offset);
         self.write_checkpoint(false, None);
         self.delete_segments_below_log_start();
     }

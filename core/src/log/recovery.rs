@@ -6,6 +6,14 @@
 //! segment deleted. A cut at or above the checkpoint's recovery point removes only data that
 //! was never synced (a torn or lost tail); a cut below it means synced data was damaged, and
 //! the report says so instead of hiding it.
+//!
+//! The scan also rebuilds the leader epoch cache from each batch's partition leader epoch.
+//! That field lies outside the CRC, so damage to it shows only as an epoch that goes down from
+//! one batch to the next (appends never store one that does) or one that is negative. Recovery
+//! treats that as damage like a bad CRC: it re-reads both batches (the flip may have happened
+//! on the way from the disk), then cuts. It cannot tell which of the two epochs is wrong, so it
+//! cuts at the earlier, higher one: the epochs that survive stay monotonic, and an epoch raised
+//! by damage does not linger as the latest one, contradicting every later leader.
 
 use super::checkpoint::{Checkpoint, CHECKPOINT_LEN, SLOTS};
 use super::segment::Segment;
@@ -23,6 +31,14 @@ pub enum CutReason {
     TornTail,
     /// A batch failed its framing or CRC check.
     Corrupt(BatchError),
+    /// A batch's partition leader epoch is negative or below its predecessor's (the field is
+    /// outside the CRC, so this is the only sign of damage to it).
+    LeaderEpoch {
+        /// The predecessor's epoch, if there is a predecessor.
+        previous: Option<i32>,
+        /// The epoch found.
+        found: i32,
+    },
     /// A batch or segment does not start at the offset after its predecessor.
     OffsetGap {
         /// The offset that should have come next.
@@ -102,6 +118,10 @@ pub(super) struct Recovery {
     rereads: u32,
     /// Segment files wholly below the log start, deleted once recovery finishes.
     below_log_start: Vec<i64>,
+    /// The last batch accepted: (segment base offset, file position, base offset).
+    previous: Option<(i64, u64, i64)>,
+    /// The batch whose leader epoch failed its check, and how often it was re-read.
+    epoch_rereads: Option<(i64, u32)>,
 }
 
 /// How often recovery re-reads a batch that failed its check before cutting there.
@@ -287,13 +307,20 @@ impl Log {
             let position = recovery.scan_position + consumed as u64;
             match checked {
                 Ok(header) if header.base_offset == expected => {
+                    if let Some(reason) = self.epoch_damage(&header) {
+                        return self.on_epoch_damage(now, position, header.base_offset, reason);
+                    }
+                    let recovery = self.recovery();
                     recovery.expected_next = Some(header.next_offset());
                     recovery.rereads = 0;
+                    recovery.previous = Some((base, position, header.base_offset));
                     consumed += header.size() as usize;
                     self.segments
                         .get_mut(&base)
                         .expect("inserted at scan start")
                         .push_batch(&header);
+                    self.epochs
+                        .assign(header.partition_leader_epoch, header.base_offset);
                 }
                 // The base offset lies outside the CRC, so a bit flipped on the way from the
                 // disk shows up as a gap: read again before cutting, as for a bad CRC.
@@ -345,6 +372,70 @@ impl Log {
         self.read_next_chunk(now, 0);
     }
 
+    /// Why a batch's leader epoch shows damage, if it does: negative, or below the epoch of the
+    /// batch before it (the latest in the cache rebuilt so far).
+    fn epoch_damage(&self, header: &BatchHeader) -> Option<CutReason> {
+        let found = header.partition_leader_epoch;
+        let previous = self.epochs.latest_epoch();
+        (found < 0 || previous.is_some_and(|p| found < p))
+            .then_some(CutReason::LeaderEpoch { previous, found })
+    }
+
+    /// A batch at `position` failing its epoch check: re-read it with its predecessor, whose
+    /// epoch may be the damaged one, and cut once the damage stays.
+    fn on_epoch_damage(&mut self, now: Instant, position: u64, offset: i64, reason: CutReason) {
+        let recovery = self.recovery();
+        let base = recovery.files[recovery.current].0;
+        let attempts = match recovery.epoch_rereads {
+            Some((o, n)) if o == offset => n,
+            _ => 0,
+        };
+        let previous = recovery.previous;
+        if attempts < RECOVERY_REREADS_MAX {
+            recovery.epoch_rereads = Some((offset, attempts + 1));
+            return match previous {
+                Some(previous) => self.rescan_from(now, previous),
+                None => self.reread_at(now, position),
+            };
+        }
+        let negative = matches!(reason, CutReason::LeaderEpoch { found, .. } if found < 0);
+        match previous.filter(|_| !negative) {
+            Some((segment, position, offset)) => {
+                self.cut_scan_at(now, segment, position, offset, reason)
+            }
+            None => self.cut_scan(now, base, position, reason),
+        }
+    }
+
+    /// Forgets the batch at `(segment, position, offset)` and everything scanned after it, and
+    /// scans again from there.
+    fn rescan_from(&mut self, now: Instant, (segment, position, offset): (i64, u64, i64)) {
+        let recovery = self.recovery();
+        recovery.current = recovery
+            .files
+            .iter()
+            .position(|(b, _)| *b == segment)
+            .expect("a scanned segment is listed");
+        recovery.carry.clear();
+        recovery.scan_position = position;
+        recovery.expected_next = Some(offset);
+        recovery.previous = None;
+        let later: Vec<i64> = self
+            .segments
+            .range(segment + 1..)
+            .map(|(b, _)| *b)
+            .collect();
+        for base in later {
+            self.segments.remove(&base);
+        }
+        self.segments
+            .get_mut(&segment)
+            .expect("a scanned segment is in memory")
+            .truncate(offset, position);
+        self.epochs.truncate_from_end(offset);
+        self.read_next_chunk(now, 0);
+    }
+
     /// Reads the segment again from `position`, where a batch failed its checks.
     fn reread_at(&mut self, now: Instant, position: u64) {
         let recovery = self.recovery();
@@ -372,6 +463,18 @@ impl Log {
     /// Ends the scan at `position` of segment `base`; later segments are dropped.
     fn cut_scan(&mut self, now: Instant, base: i64, position: u64, reason: CutReason) {
         let offset = self.segments.get(&base).map_or(base, |s| s.next_offset);
+        self.cut_scan_at(now, base, position, offset, reason);
+    }
+
+    /// Ends the scan at the batch starting at `offset`, `position` of segment `base`.
+    fn cut_scan_at(
+        &mut self,
+        now: Instant,
+        base: i64,
+        position: u64,
+        offset: i64,
+        reason: CutReason,
+    ) {
         let recovery = self.recovery();
         recovery.cut = Some(Cut {
             offset,
@@ -406,13 +509,20 @@ impl Log {
         }
         let mut plan = self.plan_recovery_cut(&recovery);
         let mut log_end_offset = self.log_end_offset();
+        self.epochs.truncate_from_end(log_end_offset);
         let surviving_end = log_end_offset.max(self.log_start_offset);
         if self.segments.is_empty() || log_end_offset < self.log_start_offset {
             plan = self.restart_at_log_start(now, &recovery);
             log_end_offset = self.log_start_offset;
+            // The batches up to the log start are gone, and with them which epoch wrote last.
+            self.epochs.clear();
         }
         if self.log_start_offset < self.segments.keys().next().copied().unwrap_or(0) {
             self.log_start_offset = *self.segments.keys().next().expect("not empty");
+        }
+        self.epochs.truncate_from_start(self.log_start_offset);
+        if let Some(epoch) = self.epoch_to_assign.take() {
+            self.epochs.assign(epoch, log_end_offset);
         }
         self.durable_offset = recovery_point.clamp(self.log_start_offset, log_end_offset);
         self.recovery_point = self.durable_offset;
@@ -477,6 +587,7 @@ impl Log {
             offset: cut.offset,
             segment: cut.segment,
             position: cut.position,
+            create_file: false,
             truncate_file: cut.position < file_len,
             delete,
         })
@@ -521,6 +632,7 @@ impl Log {
             offset: start,
             segment: start,
             position: 0,
+            create_file: false,
             truncate_file: false,
             delete,
         })

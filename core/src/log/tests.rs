@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::io::mem_disk::MemDisk;
+use crate::record_batch;
 use crate::record_batch::BatchHeader;
 use crate::record_batch::{encode, BatchSpec, NewRecord};
 use proptest::prelude::*;
@@ -478,3 +479,5 @@ proptest! {
         }
     }
 }
+
+mod replication;
