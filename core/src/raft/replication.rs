@@ -56,12 +56,12 @@ impl RaftNode {
 
     fn on_append_entries(&mut self, from: NodeId, message: Message) {
         let Message::AppendEntries {
+            term,
             prev_log_index: mut prev,
             prev_log_term: mut prev_term,
             mut entries,
             leader_commit,
             sent_at,
-            ..
         } = message
         else {
             return;
@@ -70,7 +70,14 @@ impl RaftNode {
             .iter()
             .enumerate()
             .all(|(i, e)| Some(e.index) == prev.checked_add(i as u64 + 1));
-        if !consecutive || entries.len() > RAFT_APPEND_ENTRIES_MAX {
+        // A real leader's entries never go back in term and never exceed its own term; a
+        // message that says otherwise is malformed and would break the log's term order.
+        let ordered = prev_term <= term
+            && entries
+                .iter()
+                .try_fold(prev_term, |last, e| (last <= e.term && e.term <= term).then_some(e.term))
+                .is_some();
+        if !consecutive || !ordered || entries.len() > RAFT_APPEND_ENTRIES_MAX {
             return;
         }
         if prev < self.log_base {
@@ -149,15 +156,18 @@ impl RaftNode {
 
     fn on_install_snapshot(&mut self, from: NodeId, message: Message) {
         let Message::InstallSnapshot {
+            term,
             last_index,
             last_term,
             data,
             sent_at,
-            ..
         } = message
         else {
             return;
         };
+        if last_term > term {
+            return; // Malformed: a snapshot cannot hold entries of a later term.
+        }
         if last_index <= self.commit_index.max(self.log_base)
             || data.len() > RAFT_SNAPSHOT_BYTES_MAX
         {
