@@ -988,6 +988,68 @@ fn restore_replaces_the_image() {
     assert_eq!(c.image().offset, image.offset + 1);
 }
 
+// A new active controller has no heartbeat history: it starts every broker's session clock
+// when it activates, so brokers are not fenced for the time it took to elect it.
+#[test]
+fn new_controller_starts_sessions_at_activation() {
+    let mut old = H::new();
+    old.activate();
+    old.join(&[1, 2]);
+    let mut h = H::new();
+    h.c.restore(old.c.image().clone());
+    h.index = old.index;
+    h.now = old.now + ms(SESSION_MS * 10);
+    h.activate();
+    h.advance(ms(SESSION_MS - TICK_MS), &[]);
+    assert!(!h.broker(1).fenced && !h.broker(2).fenced);
+    h.advance(ms(TICK_MS * 2), &[2]);
+    assert!(h.broker(1).fenced && !h.broker(2).fenced);
+}
+
+// Cluster limits refuse with POLICY_VIOLATION; a full request queue refuses with the retriable
+// REQUEST_TIMED_OUT instead of growing.
+#[test]
+fn limits_refuse_instead_of_growing() {
+    let mut h = H::with(ControllerConfig {
+        topics_max: 1,
+        partitions_max: 3,
+        ..config()
+    });
+    h.activate();
+    h.join(&[1]);
+    assert_eq!(
+        h.create(vec![spec("p", 4, 1)])[0].error,
+        errors::POLICY_VIOLATION
+    );
+    assert_eq!(h.create(vec![spec("a", 3, 1)])[0].error, errors::NONE);
+    assert_eq!(
+        h.create(vec![spec("b", 1, 1)])[0].error,
+        errors::POLICY_VIOLATION
+    );
+    let mut h = H::new();
+    h.activate();
+    h.join(&[1]);
+    h.auto_commit = false;
+    for request in 0..=CONTROLLER_REQUESTS_QUEUED_MAX as u64 {
+        let topics = vec![spec(&format!("q{request}"), 1, 1)];
+        let message = PeerMessage::CreateTopics { request, topics };
+        h.c.handle_peer(h.now, 1, message);
+    }
+    h.pump();
+    let refused: Vec<(u64, i16)> = h
+        .take_sent()
+        .into_iter()
+        .filter_map(|(_, m)| match m {
+            PeerMessage::TopicsResponse {
+                request, results, ..
+            } => Some((request, results[0].error)),
+            _ => None,
+        })
+        .collect();
+    let last = CONTROLLER_REQUESTS_QUEUED_MAX as u64;
+    assert_eq!(refused, vec![(last, errors::REQUEST_TIMED_OUT)]);
+}
+
 // The batch size bound relies on `record_bytes_max` bounding the postcard encoding.
 #[test]
 fn record_size_bound_covers_postcard() {
