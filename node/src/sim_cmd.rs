@@ -1,8 +1,14 @@
-//! `seedlog sim`: run one seed with its parameters and trace, or sweep many.
+//! `seedlog sim`: run one seed with its parameters and trace, or sweep many; the single-node
+//! log simulation by default, the multi-node cluster simulation with `--cluster`, or a named
+//! scenario file with `--scenario`.
 
 use clap::Args;
 use seedlog_core::canary::{Canaries, Canary};
-use seedlog_sim::{repro_command, run_log_seed_caught, LogSim, LogSimParams};
+use seedlog_sim::scenario::Scenario;
+use seedlog_sim::{
+    cluster_repro_command, repro_command, run_cluster_seed_caught, run_log_seed_caught, ClusterSim,
+    ClusterSimParams, ClusterSimReport, LogSim, LogSimParams,
+};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -12,17 +18,26 @@ pub struct SimArgs {
     /// The seed to run; without it one is drawn and printed.
     #[arg(long)]
     seed: Option<u64>,
-    /// Run this many consecutive seeds from --seed (or 0) and summarize.
+    /// Sweep seeds: a count `N` (from --seed, or 0) or a range `A..B` (B excluded).
+    #[arg(long, value_name = "N|A..B")]
+    seeds: Option<String>,
+    /// Run the multi-node cluster simulation instead of the single-node log simulation.
     #[arg(long)]
-    seeds: Option<u64>,
+    cluster: bool,
+    /// With --cluster: fix the number of nodes (1–7) instead of drawing it from the seed.
+    #[arg(long, requires = "cluster")]
+    nodes: Option<u32>,
+    /// Run a scenario file (see scenarios/ in the repository) instead of a seed.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["seed", "seeds", "cluster"])]
+    scenario: Option<std::path::PathBuf>,
     /// Print a readable line for every event.
     #[arg(long)]
     trace: bool,
     /// Switch on a planted bug by name (needs a build with the `canary` feature).
     #[arg(long = "canary")]
     canaries: Vec<String>,
-    /// Write the run's client history (JSON lines) here, for `seedlog check`. Only seeds that
-    /// keep to Kafka client semantics record one; the parameters say `kafka_history: true`.
+    /// Write the run's client history (JSON lines) here, for `seedlog check`. Log seeds record
+    /// one only when their parameters say `kafka_history: true`; cluster seeds always do.
     #[arg(long)]
     history: Option<std::path::PathBuf>,
 }
@@ -42,6 +57,29 @@ fn parse_canaries(names: &[String]) -> Result<Canaries, String> {
     Ok(set)
 }
 
+/// Seeds to sweep: `N` counts from `first`, `A..B` is a range.
+fn parse_span(span: &str, first: u64) -> Result<std::ops::Range<u64>, String> {
+    if let Some((a, b)) = span.split_once("..") {
+        let a: u64 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad range start in {span:?}"))?;
+        let b: u64 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad range end in {span:?}"))?;
+        if b < a {
+            return Err(format!("empty range {span:?}"));
+        }
+        return Ok(a..b);
+    }
+    let count: u64 = span
+        .trim()
+        .parse()
+        .map_err(|_| format!("--seeds takes N or A..B, not {span:?}"))?;
+    Ok(first..first.saturating_add(count))
+}
+
 /// Runs the command.
 pub fn run(args: SimArgs) -> ExitCode {
     let canaries = match parse_canaries(&args.canaries) {
@@ -59,15 +97,39 @@ pub fn run(args: SimArgs) -> ExitCode {
             .init();
     }
     let canary_names: Vec<&str> = args.canaries.iter().map(String::as_str).collect();
-    match args.seeds {
-        Some(count) => sweep(args.seed.unwrap_or(0), count, canaries, &canary_names),
-        None => one(
-            args.seed.unwrap_or_else(draw_seed),
-            canaries,
-            &canary_names,
-            args.history,
-        ),
+    if let Some(path) = &args.scenario {
+        return scenario(path, args.history);
     }
+    let kind = if args.cluster {
+        Kind::Cluster(args.nodes)
+    } else {
+        Kind::Log
+    };
+    match &args.seeds {
+        Some(span) => match parse_span(span, args.seed.unwrap_or(0)) {
+            Ok(range) => sweep(kind, range, canaries, &canary_names),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        None => {
+            let seed = args.seed.unwrap_or_else(draw_seed);
+            match kind {
+                Kind::Log => one(seed, canaries, &canary_names, args.history),
+                Kind::Cluster(nodes) => {
+                    one_cluster(seed, nodes, canaries, &canary_names, args.history)
+                }
+            }
+        }
+    }
+}
+
+/// Which simulation.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Log,
+    Cluster(Option<u32>),
 }
 
 /// A fresh seed from the OS clock: the only nondeterminism, and it is printed.
@@ -76,6 +138,17 @@ fn draw_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     nanos ^ u64::from(std::process::id()).rotate_left(32)
+}
+
+fn write_history(history: Option<&seedlog_jepsen::History>, path: Option<std::path::PathBuf>) {
+    let Some(path) = path else { return };
+    match history {
+        Some(history) => match std::fs::write(&path, seedlog_jepsen::format::to_jsonl(history)) {
+            Ok(()) => println!("history: {} ({} operations)", path.display(), history.len()),
+            Err(e) => eprintln!("error: cannot write {}: {e}", path.display()),
+        },
+        None => println!("history: this seed records none (kafka_history: false)"),
+    }
 }
 
 fn one(
@@ -101,16 +174,7 @@ fn one(
     for v in &report.violations {
         println!("VIOLATION at {:?}: {}", v.at, v.what);
     }
-    if let Some(path) = history_path {
-        match &report.history {
-            Some(history) => match std::fs::write(&path, seedlog_jepsen::format::to_jsonl(history))
-            {
-                Ok(()) => println!("history: {} ({} operations)", path.display(), history.len()),
-                Err(e) => eprintln!("error: cannot write {}: {e}", path.display()),
-            },
-            None => println!("history: this seed records none (kafka_history: false)"),
-        }
-    }
+    write_history(report.history.as_ref(), history_path);
     println!("trace hash: {:016x}", report.trace_hash);
     if report.violations.is_empty() {
         ExitCode::SUCCESS
@@ -120,24 +184,123 @@ fn one(
     }
 }
 
-fn sweep(first: u64, count: u64, canaries: Canaries, names: &[&str]) -> ExitCode {
+fn print_cluster_report(report: &ClusterSimReport, wall: f64) {
+    println!(
+        "events: {}  simulated: {:?}  wall: {wall:.3}s  crashes: {}  wipes: {}  peer messages: {}  requests: {}  acked: {}  polled: {}  converged after: {:?}",
+        report.events,
+        report.simulated,
+        report.crashes,
+        report.wipes,
+        report.peer_messages,
+        report.requests,
+        report.acked,
+        report.polled,
+        report.converged_after
+    );
+    for v in &report.violations {
+        println!("VIOLATION at {:?}: {}", v.at, v.what);
+    }
+}
+
+fn one_cluster(
+    seed: u64,
+    nodes: Option<u32>,
+    canaries: Canaries,
+    names: &[&str],
+    history_path: Option<std::path::PathBuf>,
+) -> ExitCode {
+    let params = ClusterSimParams::draw_sized(seed, canaries, nodes);
+    println!("{params}");
     let started = Instant::now();
+    let report = ClusterSim::new(params).run();
+    print_cluster_report(&report, started.elapsed().as_secs_f64());
+    write_history(report.history.as_ref(), history_path);
+    println!("trace hash: {:016x}", report.trace_hash);
+    if report.violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        println!("replay: {}", cluster_repro_command(seed, names, nodes));
+        ExitCode::FAILURE
+    }
+}
+
+fn scenario(path: &std::path::Path, history_path: Option<std::path::PathBuf>) -> ExitCode {
+    let name = path
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let parsed = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .and_then(|text| Scenario::parse(&name, &text));
+    let scenario = match parsed {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "scenario {name}: {}\n{}",
+        scenario.description, scenario.params
+    );
+    for step in &scenario.timeline {
+        println!("at {} ms: {:?}", step.at_ms, step.action);
+    }
+    println!("expect: {:?}", scenario.expect);
+    let started = Instant::now();
+    let sim = ClusterSim::with_timeline(scenario.params.clone(), scenario.timeline.clone());
+    let report = sim.run();
+    print_cluster_report(&report, started.elapsed().as_secs_f64());
+    write_history(report.history.as_ref(), history_path);
+    println!("trace hash: {:016x}", report.trace_hash);
+    let first = report.violations.first().map(|v| v.what.as_str());
+    let as_expected = match (&scenario.expect, first) {
+        (seedlog_sim::scenario::Expect::Pass, None) => true,
+        (seedlog_sim::scenario::Expect::Violation(text), Some(what)) => {
+            what.contains(text.as_str())
+        }
+        _ => false,
+    };
+    println!(
+        "outcome: {}",
+        if as_expected {
+            "as expected"
+        } else {
+            "NOT as expected"
+        }
+    );
+    if as_expected {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn sweep(kind: Kind, seeds: std::ops::Range<u64>, canaries: Canaries, names: &[&str]) -> ExitCode {
+    let started = Instant::now();
+    let count = seeds.end - seeds.start;
     let (mut events, mut simulated, mut failed) = (0u64, 0u64, 0u64);
-    for seed in first..first.saturating_add(count) {
-        match run_log_seed_caught(seed, canaries) {
-            Ok(report) => {
-                events += report.events;
-                simulated += report.simulated.as_nanos();
+    for seed in seeds.clone() {
+        let outcome = match kind {
+            Kind::Log => run_log_seed_caught(seed, canaries).map(|r| (r.events, r.simulated)),
+            Kind::Cluster(nodes) => {
+                run_cluster_seed_caught(seed, canaries, nodes).map(|r| (r.events, r.simulated))
+            }
+        };
+        match outcome {
+            Ok((e, s)) => {
+                events += e;
+                simulated += s.as_nanos();
             }
             Err(what) => {
                 failed += 1;
-                println!(
-                    "seed {seed} FAILED: {what}\n  replay: {}",
-                    repro_command(seed, names)
-                );
+                let replay = match kind {
+                    Kind::Log => repro_command(seed, names),
+                    Kind::Cluster(nodes) => cluster_repro_command(seed, names, nodes),
+                };
+                println!("seed {seed} FAILED: {what}\n  replay: {replay}");
             }
         }
-        let done = seed - first + 1;
+        let done = seed - seeds.start + 1;
         if done.is_multiple_of(1000) {
             eprintln!(
                 "{done}/{count} seeds, {failed} failed, {:.1}s",

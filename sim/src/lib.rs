@@ -7,12 +7,16 @@
 //! the same run bit for bit — checked by the trace hash every run ends with.
 #![warn(missing_docs)]
 
+pub mod cluster_sim;
 pub mod disk;
 pub mod log_sim;
 pub mod params;
 pub mod raft_sim;
+pub mod scenario;
 pub mod trace;
 
+pub use cluster_sim::params::ClusterSimParams;
+pub use cluster_sim::{ClusterSim, ClusterSimReport};
 pub use log_sim::{LogSim, LogSimReport, Violation};
 pub use params::LogSimParams;
 pub use raft_sim::{params::RaftSimParams, RaftSim, RaftSimReport};
@@ -46,6 +50,24 @@ pub fn run_raft_seed_caught(seed: u64, canaries: Canaries) -> Result<RaftSimRepo
     )
 }
 
+/// Runs one seed of the multi-node cluster simulation (`nodes` fixes the cluster size; the
+/// rest is drawn from the seed).
+pub fn run_cluster_seed(seed: u64, canaries: Canaries, nodes: Option<u32>) -> ClusterSimReport {
+    ClusterSim::new(ClusterSimParams::draw_sized(seed, canaries, nodes)).run()
+}
+
+/// Runs one cluster seed and turns a panic into a violation, like [`run_log_seed_caught`].
+pub fn run_cluster_seed_caught(
+    seed: u64,
+    canaries: Canaries,
+    nodes: Option<u32>,
+) -> Result<ClusterSimReport, String> {
+    caught(
+        || run_cluster_seed(seed, canaries, nodes),
+        |r: &ClusterSimReport| first(&r.violations),
+    )
+}
+
 fn first(violations: &[Violation]) -> Option<String> {
     violations.first().map(|v| v.what.clone())
 }
@@ -69,6 +91,23 @@ fn caught<R>(
             Err(format!("panic: {message}"))
         }
     }
+}
+
+/// The one command line that replays cluster seed `seed`.
+pub fn cluster_repro_command(seed: u64, canaries: &[&str], nodes: Option<u32>) -> String {
+    let mut line = "cargo run --profile sim -p seedlog-node".to_string();
+    if !canaries.is_empty() {
+        line.push_str(" --features canary");
+    }
+    line.push_str(&format!(" -- sim --cluster --seed {seed}"));
+    if let Some(nodes) = nodes {
+        line.push_str(&format!(" --nodes {nodes}"));
+    }
+    for canary in canaries {
+        line.push_str(" --canary ");
+        line.push_str(canary);
+    }
+    line
 }
 
 /// The one command line that replays `seed`.

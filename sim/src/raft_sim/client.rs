@@ -148,7 +148,10 @@ impl RaftSim {
             return;
         }
         self.reschedule(self.params.partition_every_ms, Event::Partition);
-        let kind = self.net.partition(self.params.voters, &mut self.prng);
+        let ids: Vec<NodeId> = (1..=self.params.voters).collect();
+        let kind = self
+            .net
+            .partition(&ids, network::PARTITION_KINDS, &mut self.prng) as u64;
         let length = self
             .prng
             .range_inclusive(1, self.params.partition_every_ms.max(1));

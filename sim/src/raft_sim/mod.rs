@@ -150,7 +150,7 @@ pub struct RaftSim {
     queue: BinaryHeap<Reverse<Scheduled>>,
     nodes: Vec<SimNode>,
     faults: DiskFaults,
-    net: network::Network,
+    net: crate::cluster_sim::network::Network,
     phase: Phase,
     phase_started: Instant,
     /// The one committed history: index → (term, command id).
@@ -202,7 +202,7 @@ impl RaftSim {
         };
         let mut sim = RaftSim {
             faults: params.disk.clone(),
-            net: network::Network::new(&params),
+            net: network::new(&params),
             prng,
             now,
             sequence: 0,
@@ -541,7 +541,8 @@ impl RaftSim {
                 _ => {}
             }
         }
-        let deliveries = self.net.route(from, to, self.now, &mut self.prng);
+        // Raft messages are small: the capacity model is off for this simulation.
+        let deliveries = self.net.route(from, to, self.now, 0, &mut self.prng);
         for at in deliveries {
             let message = message.clone();
             self.schedule(at, Event::Deliver { from, to, message });

@@ -1,0 +1,366 @@
+//! Hosting the nodes: starting a process over its disk, feeding it inputs on its own clock,
+//! draining its outputs, its timer, its disk, peer messages, crashes and restarts.
+
+use super::*;
+use seedlog_core::broker::{ApiRange, BrokerConfig, BrokerEvent, FlushPolicy, TopicConfig};
+use seedlog_core::cluster::{Endpoint, NodeConfig, NodeEvent, NodeInput, NodeOutput, PeerMessage};
+use seedlog_core::io::{DiskCompletion, DiskOp};
+use seedlog_net::PeerFrameDecoder;
+
+/// The largest peer frame either side accepts.
+const PEER_FRAME_BYTES_MAX: u32 = seedlog_net::SOCKET_REQUEST_MAX_BYTES_DEFAULT;
+
+impl ClusterSim {
+    fn node_config(&self, id: NodeId) -> NodeConfig {
+        let p = &self.params;
+        let endpoint = Endpoint {
+            host: format!("node-{id}"),
+            port: 9092,
+        };
+        let topic_defaults = TopicConfig {
+            // Small segments, so rolling, multi-segment reads and truncation across segments
+            // happen within a short run.
+            max_message_bytes: 8 * 1024,
+            segment_bytes: 32 * 1024,
+            ..TopicConfig::default()
+        };
+        let broker = BrokerConfig {
+            node_id: id as i32,
+            advertised_host: endpoint.host.clone(),
+            advertised_port: i32::from(endpoint.port),
+            cluster_id: "seedlog-sim".to_owned(),
+            auto_create_topics_enable: false,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            flush_policy: FlushPolicy::GroupCommit,
+            topic_defaults,
+            api_versions: seedlog_net::SUPPORTED_APIS
+                .iter()
+                .map(|api| ApiRange {
+                    api_key: api.api_key as i16,
+                    min_version: api.min_version,
+                    max_version: api.max_version,
+                })
+                .collect(),
+            ..BrokerConfig::default()
+        };
+        let ms = Duration::from_millis;
+        let mut config = NodeConfig::new(id, p.voters.clone(), endpoint, broker);
+        config.heartbeat_interval = ms(p.heartbeat_ms);
+        config.session_timeout = ms(p.session_timeout_ms);
+        config.replica_lag_time_max = ms(p.replica_lag_ms);
+        config.replica_fetch_wait_max = ms(p.replica_fetch_wait_ms);
+        config.replica_fetch_backoff = ms(p.replica_fetch_backoff_ms);
+        config.raft_timing = (
+            ms(p.election_timeout_min_ms),
+            ms(2 * p.election_timeout_min_ms),
+            ms(p.raft_heartbeat_ms.max(1)),
+        );
+        config.canaries = p.canaries;
+        config
+    }
+
+    /// Starts a new process on node `id` over whatever its disk holds.
+    pub(super) fn start_node(&mut self, id: NodeId) {
+        let config = self.node_config(id);
+        let seed = self.rng.nodes.next_u64();
+        let now = self.now;
+        let node = self.node(id);
+        assert!(node.node.is_none(), "node {id} is already running");
+        node.incarnation += 1;
+        node.timer_at = None;
+        node.restart_pending = false;
+        node.disk_free_at = now;
+        node.server_conns.clear();
+        let local = node.clock.local(now);
+        node.node = Some(Node::new(config, seed, local));
+        self.trace.add(&[now.0, 10, u64::from(id)]);
+        tracing::debug!(at = ?now, node = id, "node start");
+        self.drain(id);
+    }
+
+    /// Feeds one input to node `id` at its local time and handles what it says.
+    pub(super) fn feed(&mut self, id: NodeId, input: NodeInput) {
+        let now = self.now;
+        let node = self.node(id);
+        let local = node.clock.local(now);
+        let Some(process) = node.node.as_mut() else {
+            return;
+        };
+        process.handle(local, input);
+        self.drain(id);
+    }
+
+    /// Handles every output of node `id`, then arms its timer and runs the per-event checks.
+    fn drain(&mut self, id: NodeId) {
+        loop {
+            let Some(process) = self.node(id).node.as_mut() else {
+                return;
+            };
+            let outputs: Vec<NodeOutput> = std::iter::from_fn(|| process.poll_output()).collect();
+            if outputs.is_empty() {
+                break;
+            }
+            for output in outputs {
+                self.on_output(id, output);
+            }
+        }
+        self.arm_timer(id);
+        if let Some(process) = self.nodes[(id - 1) as usize].node.as_ref() {
+            let incarnation = self.nodes[(id - 1) as usize].incarnation;
+            self.checks
+                .after_node_event(self.now, id, incarnation, process);
+        }
+    }
+
+    fn on_output(&mut self, id: NodeId, output: NodeOutput) {
+        match output {
+            NodeOutput::Response {
+                connection,
+                context,
+                body,
+            } => self.respond(id, connection, context, body),
+            NodeOutput::CloseConnection { connection } => self.node_close(id, connection),
+            NodeOutput::Send { to, message } => self.send_peer(id, to, message),
+            NodeOutput::Disk(request) => self.submit_disk(id, request),
+            NodeOutput::Event(event) => self.on_node_event(id, event),
+            NodeOutput::ShutdownComplete => self.trace.add(&[self.now.0, 11, u64::from(id)]),
+        }
+    }
+
+    fn on_node_event(&mut self, id: NodeId, event: NodeEvent) {
+        tracing::debug!(at = ?self.now, node = id, ?event, "node event");
+        match event {
+            NodeEvent::QuorumLeader { term, leader } => {
+                self.trace.add(&[self.now.0, 12, u64::from(id), term]);
+                self.checks.on_quorum_leader(id, term, leader);
+            }
+            NodeEvent::ControllerActive(active) => {
+                self.trace
+                    .add(&[self.now.0, 13, u64::from(id), u64::from(active)]);
+            }
+            // A node whose storage failed must be restarted from its disk, as an operator (or
+            // a supervisor) would.
+            NodeEvent::QuorumFaulted
+            | NodeEvent::Broker(BrokerEvent::PartitionFaulted { .. })
+            | NodeEvent::Broker(BrokerEvent::RegistryFaulted)
+            | NodeEvent::Broker(BrokerEvent::RegistryUnreadable) => self.restart_soon(id),
+            NodeEvent::Broker(BrokerEvent::Ready) => {
+                self.trace.add(&[self.now.0, 14, u64::from(id)]);
+            }
+            NodeEvent::Broker(_) => {}
+        }
+    }
+
+    /// Crashes node `id` (a process crash) and restarts it shortly after.
+    fn restart_soon(&mut self, id: NodeId) {
+        if self.node(id).node.is_some() && !self.node(id).restart_pending {
+            self.crash(id, false, Duration::from_millis(1));
+        }
+    }
+
+    fn send_peer(&mut self, from: NodeId, to: NodeId, message: PeerMessage) {
+        self.checks.on_peer_send(from, to, &message);
+        if to == 0 || to > self.params.nodes || to == from {
+            return self
+                .checks
+                .violation(format!("node {from} sent a peer message to node {to}"));
+        }
+        let frame = match seedlog_net::encode_peer_frame(&message, PEER_FRAME_BYTES_MAX) {
+            Ok(frame) => frame,
+            Err(e) => {
+                return self
+                    .checks
+                    .violation(format!("node {from}'s peer message cannot be encoded: {e}"))
+            }
+        };
+        let bytes = frame.len() as u64;
+        for at in self.net.route(from, to, self.now, bytes, &mut self.rng.net) {
+            let frame = frame.clone();
+            self.schedule(at, Event::Peer { from, to, frame });
+        }
+    }
+
+    pub(super) fn on_peer(&mut self, from: NodeId, to: NodeId, frame: Bytes) {
+        if self.node(to).node.is_none() {
+            return;
+        }
+        let mut decoder = PeerFrameDecoder::<PeerMessage>::new(PEER_FRAME_BYTES_MAX);
+        decoder.feed(&frame);
+        let message = match decoder.next_message() {
+            Ok(Some(message)) => message,
+            other => {
+                return self.checks.violation(format!(
+                    "a peer frame from node {from} did not decode: {other:?}"
+                ))
+            }
+        };
+        self.report.peer_messages += 1;
+        self.trace.add(&[
+            self.now.0,
+            1,
+            u64::from(from),
+            u64::from(to),
+            frame.len() as u64,
+        ]);
+        self.feed(to, NodeInput::Peer { from, message });
+    }
+
+    /// The device runs requests one at a time, in order, each after a random latency.
+    fn submit_disk(&mut self, id: NodeId, request: DiskRequest) {
+        let (low, high) = self.disk_faults.latency_us;
+        let mut latency = self.rng.disk.range_inclusive(low, high);
+        if self.rng.disk.chance(self.disk_faults.latency_spike) {
+            latency *= 100;
+        }
+        let now = self.now;
+        let node = self.node(id);
+        let at = now.max(node.disk_free_at) + Duration::from_micros(latency);
+        node.disk_free_at = at;
+        let incarnation = node.incarnation;
+        self.schedule(
+            at,
+            Event::Disk {
+                node: id,
+                incarnation,
+                request,
+            },
+        );
+    }
+
+    pub(super) fn on_disk(&mut self, id: NodeId, incarnation: u64, request: DiskRequest) {
+        if self.node(id).incarnation != incarnation || self.node(id).node.is_none() {
+            return;
+        }
+        let now = self.now;
+        let node = &mut self.nodes[(id - 1) as usize];
+        let result = node
+            .disk
+            .execute(now, &request.op, &self.disk_faults, &mut self.rng.disk);
+        if result.is_err() && matches!(request.op, DiskOp::Sync { .. }) {
+            // After a failed fsync the kernel may drop dirty pages: what the page cache showed
+            // is gone.
+            node.disk.power_loss(&DiskFaults::none(), &mut Prng::new(0));
+        }
+        self.trace.add(&[
+            now.0,
+            2,
+            u64::from(id),
+            request.id,
+            u64::from(result.is_ok()),
+        ]);
+        let completion = DiskCompletion {
+            id: request.id,
+            result,
+        };
+        self.feed(id, NodeInput::Disk(completion));
+    }
+
+    pub(super) fn on_timer(&mut self, id: NodeId, incarnation: u64) {
+        if self.node(id).incarnation != incarnation {
+            return;
+        }
+        let now = self.now;
+        let node = self.node(id);
+        node.timer_at = None;
+        let local = node.clock.local(now);
+        let due = node
+            .node
+            .as_ref()
+            .and_then(|n| n.poll_timeout())
+            .is_some_and(|t| t <= local);
+        if due {
+            self.trace.add(&[now.0, 3, u64::from(id)]);
+            self.feed(id, NodeInput::Timeout);
+        } else {
+            self.arm_timer(id);
+        }
+    }
+
+    /// Schedules node `id`'s next deadline, converted from its clock to simulated time.
+    pub(super) fn arm_timer(&mut self, id: NodeId) {
+        let now = self.now;
+        let node = self.node(id);
+        let Some(deadline) = node.node.as_ref().and_then(|n| n.poll_timeout()) else {
+            return;
+        };
+        let at = node.clock.sim_time_of(deadline, now);
+        if node.timer_at.is_some_and(|t| t <= at && t >= now) {
+            return;
+        }
+        node.timer_at = Some(at);
+        let incarnation = node.incarnation;
+        let at = if at <= now {
+            now + Duration::from_nanos(1)
+        } else {
+            at
+        };
+        self.schedule(
+            at,
+            Event::Timer {
+                node: id,
+                incarnation,
+            },
+        );
+    }
+
+    /// Stops node `id` (losing unsynced writes on a power loss) and restarts it after `down`.
+    pub(super) fn crash(&mut self, id: NodeId, power_loss: bool, down: Duration) {
+        if self.node(id).node.is_none() {
+            return;
+        }
+        self.report.crashes += 1;
+        self.trace
+            .add(&[self.now.0, 40, u64::from(id), u64::from(power_loss)]);
+        tracing::debug!(at = ?self.now, node = id, power_loss, "crash");
+        let faults = self.disk_faults.clone();
+        let node = &mut self.nodes[(id - 1) as usize];
+        if power_loss {
+            node.disk.power_loss(&faults, &mut self.rng.disk);
+        }
+        node.node = None;
+        node.incarnation += 1;
+        node.timer_at = None;
+        node.disk_free_at = self.now;
+        // A dead process hears nothing: what waited for the pause to end is lost with it.
+        node.paused_until = self.now;
+        node.deferred.clear();
+        node.restart_pending = true;
+        let incarnation = node.incarnation;
+        self.checks.on_node_down(id);
+        self.reset_conns_of(id, power_loss);
+        self.schedule(
+            self.now + down,
+            Event::Restart {
+                node: id,
+                incarnation,
+            },
+        );
+    }
+
+    pub(super) fn on_restart(&mut self, id: NodeId, incarnation: u64) {
+        let node = self.node(id);
+        if node.node.is_none() && node.incarnation == incarnation {
+            self.start_node(id);
+        }
+    }
+
+    /// Destroys node `id`'s data: every file but the controller quorum's (see the parameters'
+    /// module docs for why those stay).
+    pub(super) fn wipe_disk(&mut self, id: NodeId) {
+        let disk = &mut self.node(id).disk;
+        let doomed: Vec<String> = disk
+            .paths()
+            .into_iter()
+            .filter(|p| !p.starts_with("raft/"))
+            .collect();
+        let mut scratch = Prng::new(0);
+        for file in doomed {
+            let op = DiskOp::Delete { file };
+            let _ = disk.execute(Instant::ZERO, &op, &DiskFaults::none(), &mut scratch);
+        }
+        self.node(id).destroyed = true;
+        self.report.wipes += 1;
+        self.checks.on_destroyed(id);
+    }
+}
