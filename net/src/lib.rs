@@ -31,7 +31,10 @@ pub use codec::{
 };
 pub use frame::{FrameDecoder, FrameError, SOCKET_REQUEST_MAX_BYTES_DEFAULT};
 pub use kafka_protocol;
-pub use peer::{encode_peer_frame, PeerFrameDecoder, PeerFrameError};
+pub use peer::{
+    encode_peer_frame, PeerFrame, PeerFrameDecoder, PeerFrameError, PeerHello,
+    PEER_PROTOCOL_VERSION,
+};
 
 #[cfg(test)]
 mod tests;

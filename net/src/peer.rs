@@ -1,5 +1,5 @@
 //! Framing for broker-to-broker messages: postcard payloads in the same length-prefixed frames
-//! as the Kafka listener.
+//! as the Kafka listener, and the hello that opens a peer connection.
 //!
 //! Peers run the same code at the same version, so the peer protocol needs no version
 //! negotiation: a message type is any `serde` type, encoded with postcard (compact, no schema in
@@ -11,9 +11,37 @@
 use crate::frame::{write_frame, FrameDecoder, FrameError, FrameOverflow};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::marker::PhantomData;
+
+/// The peer protocol's version. Both ends normally run the same build, but during a rolling
+/// upgrade a node must refuse a peer whose frames it could misread.
+pub const PEER_PROTOCOL_VERSION: u32 = 1;
+
+/// The first frame on a peer connection: who dials whom, in which cluster. The receiver checks
+/// every field, so a peer of another cluster or a port map pointing at the wrong node is
+/// refused instead of believed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerHello {
+    /// [`PEER_PROTOCOL_VERSION`] of the dialler.
+    pub version: u32,
+    /// The dialler's cluster id.
+    pub cluster_id: String,
+    /// The dialling node.
+    pub from: u32,
+    /// The node it meant to reach.
+    pub to: u32,
+}
+
+/// One frame on a peer connection: a [`PeerHello`] first, then messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerFrame<T> {
+    /// Opens the connection.
+    Hello(PeerHello),
+    /// Everything after the hello.
+    Message(T),
+}
 
 /// Why a peer frame could not be encoded or decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]

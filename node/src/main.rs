@@ -23,6 +23,9 @@ enum Command {
     /// Run a broker. With no arguments: one node on 127.0.0.1:9092, data under ./seedlog-data.
     #[command(after_help = config::help_text())]
     Node(NodeArgs),
+    /// Run a local cluster in this process: three nodes (controller voters and brokers) on
+    /// 127.0.0.1:9092-9094, peers on 19092-19094, data under ./seedlog-dev/node-<id>.
+    Dev(DevArgs),
     /// Create, list, describe and delete topics on any Kafka-compatible broker.
     #[command(subcommand)]
     Topic(cli::TopicCommand),
@@ -54,6 +57,27 @@ struct NodeArgs {
     set: Vec<String>,
 }
 
+/// `seedlog dev` options.
+#[derive(clap::Args, Debug)]
+struct DevArgs {
+    /// Number of nodes, all of them controller voters and brokers.
+    #[arg(long, default_value_t = 3)]
+    nodes: u16,
+    /// Directory holding each node's data directory (`node-<id>`).
+    #[arg(long, default_value = "./seedlog-dev")]
+    dir: std::path::PathBuf,
+    /// Kafka port of node 1; node n listens on port + n - 1.
+    #[arg(long, default_value_t = 9092)]
+    port: u16,
+    /// Peer port of node 1; node n uses peer-port + n - 1.
+    #[arg(long, default_value_t = 19092)]
+    peer_port: u16,
+    /// Override a configuration key on every node, e.g. `--set log.flush.policy=none`
+    /// (repeatable; see `seedlog node --help` for the keys).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -76,6 +100,19 @@ fn run_node(args: NodeArgs) -> ExitCode {
     }
 }
 
+fn run_dev(args: DevArgs) -> ExitCode {
+    init_tracing();
+    let result = config::dev(args.nodes, &args.dir, args.port, args.peer_port, &args.set)
+        .and_then(server::run_cluster);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("seedlog dev: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -90,6 +127,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Node(args) => run_node(args),
+        Command::Dev(args) => run_dev(args),
         Command::Topic(command) => report(cli::topic(command)),
         Command::Produce(args) => report(cli::produce(args)),
         Command::Consume(args) => report(cli::consume(args)),

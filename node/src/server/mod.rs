@@ -1,36 +1,50 @@
-//! The tokio driver around the broker state machine (`seedlog node`).
+//! The tokio driver around the node state machine (`seedlog node`, `seedlog dev`).
 //!
-//! The driver is deliberately thin. It owns the [`Broker`] and feeds it one input at a time on
+//! The driver is deliberately thin. It owns the [`Node`] and feeds it one input at a time on
 //! a single task; everything else is plumbing:
 //! - an acceptor task, and per connection a reader and a writer task (`conn.rs`) that frame,
-//!   decode, encode and write, so codec work runs in parallel with the broker;
+//!   decode, encode and write, so codec work runs in parallel with the state machine;
+//! - the peer transport (`peer.rs`) for a node in a cluster: a listener for the other nodes,
+//!   and a bounded queue and a sending task per peer, so a slow or dead peer never blocks the
+//!   state machine (a full queue drops; the peer protocols retry);
 //! - the disk threads (`disk.rs`), which execute disk requests in order and fsync on their own
 //!   thread so writes continue while a group commit's fsync runs;
-//! - the clock: `now` is wall-clock milliseconds since the Unix epoch as of process start,
+//! - the clock: `now` is wall-clock nanoseconds since the Unix epoch as of process start,
 //!   advanced by the monotonic clock (retention compares record timestamps with it, and a
-//!   wall-clock jump must not move it backwards).
+//!   wall-clock jump must not move it backwards; a restarted node's clock starts later than
+//!   the previous process's did, which its incarnation relies on).
 //!
-//! After each input the driver drains every output (responses to writers, disk requests to
-//! the IO thread) and then sleeps until the next event or the broker's next deadline. SIGTERM
-//! or SIGINT stops the acceptor and the readers, lets the broker finish in-flight work and
-//! sync every log, then exits 0. A kill -9 loses nothing acknowledged: acknowledged data was
-//! synced, and the broker's recovery runs at the next start.
+//! After each input the driver drains every output (responses to writers, peer messages to
+//! the transport, disk requests to the IO thread) and then sleeps until the next event or the
+//! node's next deadline. SIGTERM or SIGINT stops the acceptor and the readers, lets the node
+//! finish in-flight work (moving its leaderships away, in a cluster) and sync every log, then
+//! exits 0; a second signal exits at once, which is as safe as a crash. A kill -9 loses nothing
+//! acknowledged: acknowledged data was synced, and the node's recovery runs at the next start.
+//!
+//! `seedlog dev` runs several drivers in one process, one per node, each with its own state
+//! machine, data directory, listeners and disk threads; they talk over real loopback sockets,
+//! exactly as separate processes would.
 
 mod conn;
 pub mod disk;
+pub mod peer;
 
-use crate::config::NodeConfig;
+use crate::config::ServerConfig;
 use anyhow::{Context, Result};
 use conn::WriterMsg;
 use disk::DiskIo;
-use seedlog_core::broker::{
-    Broker, BrokerEvent, BrokerInput, BrokerOutput, ConnectionId, RequestContext,
-};
+use peer::{Deliver, Inbound, PeerSettings, PeerTransport};
+use seedlog_core::broker::{BrokerEvent, ConnectionId, RequestContext};
+use seedlog_core::cluster::{Node, NodeEvent, NodeInput, NodeOutput, PeerMessage};
 use seedlog_core::io::DiskCompletion;
+use seedlog_core::raft::NodeId;
 use seedlog_net::kafka_protocol::messages::RequestKind;
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tracing::Instrument;
 
 /// What the driver task receives.
 // Requests are moved once through the channel; boxing them would add an allocation each.
@@ -57,6 +71,15 @@ pub enum DriverEvent {
         /// The connection.
         connection: ConnectionId,
     },
+    /// A message from another node (or, looped back, from this one).
+    Peer {
+        /// The sender.
+        from: NodeId,
+        /// The message.
+        message: PeerMessage,
+        /// Holds a slot of the sender's connection until the node handled the message.
+        permit: Option<OwnedSemaphorePermit>,
+    },
     /// A disk request finished.
     Disk(DiskCompletion),
     /// SIGTERM or SIGINT.
@@ -67,7 +90,10 @@ pub enum DriverEvent {
 /// timers.
 const EVENTS_PER_TURN: usize = 1024;
 
-/// The driver's clock: epoch milliseconds at start plus monotonic time since.
+/// How long the writers get to flush the last responses before the process exits.
+const WRITER_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The driver's clock: epoch nanoseconds at start plus monotonic time since.
 struct Clock {
     start: std::time::Instant,
     epoch_nanos: u64,
@@ -94,17 +120,65 @@ impl Clock {
     }
 }
 
-/// Runs the node until SIGTERM/SIGINT; returns after a clean shutdown.
-pub fn run(config: NodeConfig) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    runtime.block_on(serve(config))
+/// How a started node tells the operator (and scripts) where it listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Announce {
+    /// `seedlog node`: the one line scripts and tests wait for.
+    Node,
+    /// `seedlog dev`: a line per node.
+    Dev,
 }
 
-async fn serve(mut config: NodeConfig) -> Result<()> {
+fn runtime(worker_threads: usize) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+/// Runs one node until SIGTERM/SIGINT; returns after a clean shutdown.
+pub fn run(config: ServerConfig) -> Result<()> {
+    runtime(2)?.block_on(async {
+        let stop = stop_on_signals();
+        serve(config, stop, Announce::Node).await
+    })
+}
+
+/// Runs several nodes in this process (`seedlog dev`) until SIGTERM/SIGINT stops them all.
+pub fn run_cluster(configs: Vec<ServerConfig>) -> Result<()> {
+    runtime(2 + configs.len())?.block_on(async {
+        let stop = stop_on_signals();
+        let mut nodes = Vec::new();
+        for config in configs {
+            let id = config.cluster.node_id;
+            let span = tracing::info_span!("node", id);
+            let task = tokio::spawn(serve(config, stop.clone(), Announce::Dev).instrument(span));
+            nodes.push((id, task));
+        }
+        let mut failed = Vec::new();
+        for (id, task) in nodes {
+            let outcome = match task.await {
+                Ok(outcome) => outcome,
+                Err(panic) => Err(anyhow::anyhow!("{panic}")),
+            };
+            if let Err(error) = outcome {
+                eprintln!("seedlog dev: node {id}: {error:#}");
+                failed.push(id);
+            }
+        }
+        if !failed.is_empty() {
+            anyhow::bail!("nodes {failed:?} failed");
+        }
+        Ok(())
+    })
+}
+
+async fn serve(
+    mut config: ServerConfig,
+    stop: watch::Receiver<bool>,
+    announce: Announce,
+) -> Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -113,60 +187,77 @@ async fn serve(mut config: NodeConfig) -> Result<()> {
     if config.broker.advertised_port == 0 {
         config.broker.advertised_port = i32::from(local.port());
     }
+    let peer_listener = match config.cluster.peer_listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding the peer listener {address}"))?,
+        ),
+        None => None,
+    };
     let (events, mut inbox) = mpsc::unbounded_channel::<DriverEvent>();
     let sink = events.clone();
     let disk = DiskIo::start(config.data_dir.clone(), move |c| {
         let _ = sink.send(DriverEvent::Disk(c));
     })
     .with_context(|| format!("opening data directory {}", config.data_dir.display()))?;
+    let node_id = config.cluster.node_id;
+    let transport = peer_listener.map(|listener| start_transport(&config, listener, &events));
+    let peer_address = transport.as_ref().map(PeerTransport::local_addr);
+    tracing::info!(node = node_id, listen = %config.listen, peers = ?peer_address, voters = ?config.cluster.voters, data = %config.data_dir.display(), policy = config.broker.flush_policy.name(), "seedlog node starting");
+    announce_listening(announce, &config, local, peer_address);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    tracing::info!(listen = %config.listen, data = %config.data_dir.display(), policy = config.broker.flush_policy.name(), "seedlog node starting");
-    // Printed for scripts and tests that wait for the node to listen.
-    println!("seedlog node listening on {local}");
     let acceptor = tokio::spawn(accept_loop(
         listener,
         events.clone(),
         config.clone(),
         shutdown_rx.clone(),
     ));
-    tokio::spawn(signal_loop(events.clone()));
+    tokio::spawn(forward_stop(stop, events.clone()));
     let clock = Clock::new();
-    let seed = clock.epoch_nanos ^ u64::from(std::process::id()).rotate_left(32);
-    let mut broker = Broker::new(config.broker.clone(), seed, clock.now());
+    let seed = clock.epoch_nanos
+        ^ u64::from(std::process::id()).rotate_left(32)
+        ^ u64::from(node_id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut node = Node::new(config.node_config(), seed, clock.now());
     let mut driver = Driver {
+        node_id,
         writers: HashMap::new(),
         disk,
+        transport,
+        loopback: events.clone(),
         done: false,
         failed: false,
     };
-    driver.drain(&mut broker);
+    drop(events);
+    driver.drain(&mut node);
     while !driver.done {
-        let event = match broker.poll_timeout() {
+        let event = match node.poll_timeout() {
             Some(at) => tokio::select! {
                 event = inbox.recv() => event,
                 _ = tokio::time::sleep_until(clock.tokio_instant(at)) => {
-                    broker.handle(clock.now(), BrokerInput::Timeout);
-                    driver.drain(&mut broker);
+                    node.handle(clock.now(), NodeInput::Timeout);
+                    driver.drain(&mut node);
                     continue;
                 }
             },
             None => inbox.recv().await,
         };
         let Some(event) = event else { break };
-        driver.on_event(&mut broker, &clock, event, &shutdown_tx, &acceptor);
+        driver.on_event(&mut node, &clock, event, &shutdown_tx, &acceptor);
         for _ in 0..EVENTS_PER_TURN {
-            match inbox.try_recv() {
-                Ok(event) => driver.on_event(&mut broker, &clock, event, &shutdown_tx, &acceptor),
-                Err(_) => break,
-            }
             if driver.done {
                 break;
+            }
+            match inbox.try_recv() {
+                Ok(event) => driver.on_event(&mut node, &clock, event, &shutdown_tx, &acceptor),
+                Err(_) => break,
             }
         }
     }
     let Driver {
         writers,
         disk,
+        transport,
         failed,
         ..
     } = driver;
@@ -174,19 +265,73 @@ async fn serve(mut config: NodeConfig) -> Result<()> {
         let _ = writer.send(WriterMsg::Close);
     }
     drop(writers);
-    // Give writers a moment to flush the last responses before the process exits.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    if let Some(transport) = transport {
+        transport.shutdown().await;
+    }
+    tokio::time::sleep(WRITER_FLUSH).await;
     disk.shutdown();
     if failed {
-        anyhow::bail!("the broker could not start (see the log above)");
+        anyhow::bail!("node {node_id} stopped on a fatal fault (see the log above)");
     }
-    tracing::info!("seedlog node stopped cleanly");
+    tracing::info!(node = node_id, "seedlog node stopped cleanly");
     Ok(())
 }
 
+fn announce_listening(
+    announce: Announce,
+    config: &ServerConfig,
+    local: SocketAddr,
+    peer: Option<SocketAddr>,
+) {
+    match announce {
+        // Printed for scripts and tests that wait for the node to listen.
+        Announce::Node => println!("seedlog node listening on {local}"),
+        Announce::Dev => println!(
+            "node {}: Kafka listener {local}, peer listener {}, data {}",
+            config.cluster.node_id,
+            peer.map_or_else(|| "none".to_owned(), |p| p.to_string()),
+            config.data_dir.display()
+        ),
+    }
+}
+
+/// Starts the peer transport; inbound messages go to the driver's inbox.
+fn start_transport(
+    config: &ServerConfig,
+    listener: TcpListener,
+    events: &mpsc::UnboundedSender<DriverEvent>,
+) -> PeerTransport {
+    let cluster = &config.cluster;
+    let settings = PeerSettings {
+        node_id: cluster.node_id,
+        cluster_id: config.broker.cluster_id.clone(),
+        peers: cluster.peers.clone(),
+        frame_bytes_max: config.request_bytes_max,
+        queue_messages_max: cluster.peer_queue_messages_max,
+        reconnect_backoff: cluster.peer_reconnect_backoff,
+        reconnect_backoff_max: cluster.peer_reconnect_backoff_max,
+    };
+    let inbox = events.clone();
+    let deliver: Deliver = Arc::new(move |inbound: Inbound| {
+        inbox
+            .send(DriverEvent::Peer {
+                from: inbound.from,
+                message: inbound.message,
+                permit: Some(inbound.permit),
+            })
+            .is_ok()
+    });
+    PeerTransport::start(settings, listener, deliver)
+}
+
 struct Driver {
+    node_id: NodeId,
     writers: HashMap<ConnectionId, mpsc::UnboundedSender<WriterMsg>>,
     disk: DiskIo,
+    /// `None` for a single node, which has no peers.
+    transport: Option<PeerTransport>,
+    /// The driver's own inbox, for messages the node addresses to itself.
+    loopback: mpsc::UnboundedSender<DriverEvent>,
     done: bool,
     failed: bool,
 }
@@ -194,7 +339,7 @@ struct Driver {
 impl Driver {
     fn on_event(
         &mut self,
-        broker: &mut Broker,
+        node: &mut Node,
         clock: &Clock,
         event: DriverEvent,
         shutdown: &watch::Sender<bool>,
@@ -213,7 +358,7 @@ impl Driver {
                 if !self.writers.contains_key(&connection) {
                     return; // Closed already; nothing could be answered.
                 }
-                BrokerInput::Request {
+                NodeInput::Request {
                     connection,
                     context,
                     body,
@@ -223,25 +368,39 @@ impl Driver {
                 if self.writers.remove(&connection).is_none() {
                     return;
                 }
-                BrokerInput::ConnectionClosed { connection }
+                NodeInput::ConnectionClosed { connection }
             }
-            DriverEvent::Disk(completion) => BrokerInput::Disk(completion),
+            DriverEvent::Peer {
+                from,
+                message,
+                permit,
+            } => {
+                node.handle(clock.now(), NodeInput::Peer { from, message });
+                // The connection may read the next message only now that this one is handled.
+                drop(permit);
+                self.drain(node);
+                return;
+            }
+            DriverEvent::Disk(completion) => NodeInput::Disk(completion),
             DriverEvent::Shutdown => {
-                tracing::info!("shutdown requested: finishing in-flight requests and syncing");
+                tracing::info!(
+                    node = self.node_id,
+                    "shutdown requested: finishing in-flight requests and syncing"
+                );
                 acceptor.abort();
                 let _ = shutdown.send(true);
-                BrokerInput::Shutdown
+                NodeInput::Shutdown
             }
         };
-        broker.handle(clock.now(), input);
-        self.drain(broker);
+        node.handle(clock.now(), input);
+        self.drain(node);
     }
 
-    fn drain(&mut self, broker: &mut Broker) {
-        while let Some(output) = broker.poll_output() {
+    fn drain(&mut self, node: &mut Node) {
+        while let Some(output) = node.poll_output() {
             match output {
-                BrokerOutput::Disk(request) => self.disk.submit(request),
-                BrokerOutput::Response {
+                NodeOutput::Disk(request) => self.disk.submit(request),
+                NodeOutput::Response {
                     connection,
                     context,
                     body,
@@ -250,22 +409,59 @@ impl Driver {
                         let _ = writer.send(WriterMsg::Response(context, body));
                     }
                 }
-                BrokerOutput::CloseConnection { connection } => {
+                NodeOutput::CloseConnection { connection } => {
                     if let Some(writer) = self.writers.remove(&connection) {
                         let _ = writer.send(WriterMsg::Close);
                     }
                 }
-                BrokerOutput::Event(event) => log_event(&event, &mut self.failed),
-                BrokerOutput::ShutdownComplete => self.done = true,
+                NodeOutput::Send { to, message } => self.send(to, message),
+                NodeOutput::Event(event) => log_event(self.node_id, &event, &mut self.failed),
+                NodeOutput::ShutdownComplete => self.done = true,
             }
         }
         if self.failed {
             self.done = true;
         }
     }
+
+    fn send(&mut self, to: NodeId, message: PeerMessage) {
+        if to == self.node_id {
+            // Handled as the next input, never inside this one: one input at a time.
+            let _ = self.loopback.send(DriverEvent::Peer {
+                from: to,
+                message,
+                permit: None,
+            });
+        } else if let Some(transport) = &self.transport {
+            transport.send(to, message);
+        } else {
+            tracing::debug!(
+                node = self.node_id,
+                to,
+                "no peers configured; message dropped"
+            );
+        }
+    }
 }
 
-fn log_event(event: &BrokerEvent, failed: &mut bool) {
+fn log_event(node: NodeId, event: &NodeEvent, failed: &mut bool) {
+    match event {
+        NodeEvent::Broker(event) => log_broker_event(event, failed),
+        NodeEvent::QuorumLeader { term, leader } => {
+            tracing::info!(node, term, leader = ?leader, "controller quorum leader")
+        }
+        NodeEvent::QuorumFaulted => {
+            tracing::error!(
+                node,
+                "controller quorum storage failed; stopping so the node can be restarted"
+            );
+            *failed = true;
+        }
+        other => tracing::info!(node, event = ?other, "cluster"),
+    }
+}
+
+fn log_broker_event(event: &BrokerEvent, failed: &mut bool) {
     match event {
         BrokerEvent::PartitionRecovered {
             topic,
@@ -313,7 +509,7 @@ fn log_event(event: &BrokerEvent, failed: &mut bool) {
 async fn accept_loop(
     listener: TcpListener,
     events: mpsc::UnboundedSender<DriverEvent>,
-    config: NodeConfig,
+    config: ServerConfig,
     shutdown: watch::Receiver<bool>,
 ) {
     let mut next_id: ConnectionId = 1;
@@ -353,18 +549,41 @@ async fn accept_loop(
     }
 }
 
-async fn signal_loop(events: mpsc::UnboundedSender<DriverEvent>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("cannot install signal handlers; stop the node with kill -9");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// A flag that turns true at the first SIGTERM or SIGINT; a second one exits at once.
+fn stop_on_signals() -> watch::Receiver<bool> {
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::warn!("cannot install signal handlers; stop the node with kill -9");
+            // Keep the flag's sender alive: a closed flag is not a request to stop.
+            return std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = stop.send(true);
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        // Nothing acknowledged is lost by stopping now: acknowledged data is synced.
+        eprintln!("seedlog: second signal; exiting without waiting for a clean shutdown");
+        std::process::exit(130);
+    });
+    stopped
+}
+
+/// Turns the stop flag into a [`DriverEvent::Shutdown`] for one node.
+async fn forward_stop(mut stop: watch::Receiver<bool>, events: mpsc::UnboundedSender<DriverEvent>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
     }
     let _ = events.send(DriverEvent::Shutdown);
 }
