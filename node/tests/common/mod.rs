@@ -17,8 +17,16 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node over `data_dir` with extra `--set` overrides; waits until it listens.
+    /// Starts a node over `data_dir` with extra `--set` overrides; waits until it serves.
     pub fn start(data_dir: &Path, sets: &[&str]) -> Node {
+        let node = Node::spawn(data_dir, sets);
+        node.wait_ready();
+        node
+    }
+
+    /// Starts a node and returns once it listens (a cluster node may not serve until its
+    /// peers are up). `SEEDLOG_TEST_LOG` sets the node's log filter (default `warn`).
+    pub fn spawn<S: AsRef<str>>(data_dir: &Path, sets: &[S]) -> Node {
         let mut command = Command::new(env!("CARGO_BIN_EXE_seedlog"));
         command
             .arg("node")
@@ -27,10 +35,11 @@ impl Node {
             .arg("--set")
             .arg(format!("log.dirs={}", data_dir.display()));
         for set in sets {
-            command.arg("--set").arg(set);
+            command.arg("--set").arg(set.as_ref());
         }
+        let log = std::env::var("SEEDLOG_TEST_LOG").unwrap_or_else(|_| "warn".to_owned());
         let mut child = command
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -48,17 +57,15 @@ impl Node {
             .to_owned();
         // Keep draining stdout so the node never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        let node = Node {
+        Node {
             child,
             address,
             data_dir: data_dir.to_owned(),
-        };
-        node.wait_ready();
-        node
+        }
     }
 
     /// Waits until the broker answers (recovery done): a TCP connect plus one metadata call.
-    fn wait_ready(&self) {
+    pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -89,8 +96,18 @@ impl Node {
 
     /// kill -9, and reap.
     pub fn kill9(mut self) {
+        self.kill9_in_place();
+    }
+
+    /// kill -9 and reap, keeping the handle (its address and data directory stay readable).
+    pub fn kill9_in_place(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// SIGTERM, then the exit status.
