@@ -521,6 +521,7 @@ impl Client {
         });
         ctx.report.requests += 1;
         let conn = c.conn;
+        tracing::debug!(at = ?ctx.now, client = self.index, node, conn, "{api:?} v{version} #{correlation} {}", purpose_summary(&c.pending.back().expect("pushed").purpose, self.send.as_ref()));
         ctx.out.push(ClientOut::Send {
             conn,
             node,
@@ -600,6 +601,7 @@ impl Client {
         if matches!(purpose, Purpose::ApiVersions) {
             return;
         }
+        tracing::debug!(at = ?ctx.now, client = self.index, "no answer: {}", purpose_summary(&purpose, self.send.as_ref()));
         self.busy = false;
         self.next_at = ctx.now + BACKOFF;
         self.metadata_stale = true;
@@ -631,6 +633,12 @@ impl Client {
             },
             Purpose::Metadata => kafka::read_metadata(body)
                 .map(|view| {
+                    tracing::debug!(at = ?ctx.now, client = self.index, node, "metadata: {}", view
+                        .partitions
+                        .iter()
+                        .map(|p| format!("{}-{} leader {} epoch {} isr {:?} err {}", p.partition.0, p.partition.1, p.leader, p.leader_epoch, p.isr, p.error))
+                        .collect::<Vec<_>>()
+                        .join("; "));
                     ctx.checks.on_metadata(ctx.now, node, &view);
                     self.update_leaders(&view);
                 })
@@ -702,6 +710,7 @@ impl Client {
         let Some((error, base_offset)) = kafka::read_produce(body, &send.partition) else {
             return false;
         };
+        tracing::debug!(at = ?ctx.now, client = self.index, node, "produce {}-{} values {:?}: {} base offset {base_offset}", send.partition.0, send.partition.1, send.values, kafka::error_name(error));
         if error == kafka::NONE {
             if send.acks == -1 {
                 for (i, value) in send.values.iter().enumerate() {
@@ -794,6 +803,7 @@ impl Client {
                 ));
                 continue;
             };
+            tracing::debug!(at = ?ctx.now, client = self.index, node, "fetch {}-{} @{} epoch {}: {} hw {} records {:?}", part.partition.0, part.partition.1, target.offset, target.leader_epoch, kafka::error_name(part.error), part.high_watermark, part.records.first().zip(part.records.last()).map(|(a, b)| (a.0, b.0)));
             ctx.checks.on_fetch(ctx.now, invoked, node, target, &part);
             if part.error != kafka::NONE {
                 if kafka::invalidates_metadata(part.error) {
@@ -849,6 +859,35 @@ impl Client {
         ctx.checks.on_log_start(node, &partition, offset);
         if let Role::Consumer(consumer) = &mut self.role {
             consumer.positions.insert(partition, offset.max(0));
+        }
+    }
+}
+
+/// A one-line rendering of what a request was for, for the trace.
+fn purpose_summary(purpose: &Purpose, send: Option<&SendOp>) -> String {
+    match purpose {
+        Purpose::ApiVersions => "ApiVersions".to_owned(),
+        Purpose::Metadata => "metadata".to_owned(),
+        Purpose::CreateTopics => "create topics".to_owned(),
+        Purpose::Produce => send.map_or_else(String::new, |s| {
+            format!(
+                "produce {}-{} acks {} values {:?}",
+                s.partition.0, s.partition.1, s.acks, s.values
+            )
+        }),
+        Purpose::Fetch { targets, .. } => format!(
+            "fetch {}",
+            targets
+                .iter()
+                .map(|t| format!(
+                    "{}-{}@{} epoch {}",
+                    t.partition.0, t.partition.1, t.offset, t.leader_epoch
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Purpose::ListOffsets { partition } => {
+            format!("list offsets {}-{}", partition.0, partition.1)
         }
     }
 }

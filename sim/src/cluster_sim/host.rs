@@ -196,6 +196,7 @@ impl ClusterSim {
             }
         };
         self.report.peer_messages += 1;
+        tracing::debug!(at = ?self.now, from, to, message = %PeerSummary(&message), "peer");
         self.trace.add(&[
             self.now.0,
             1,
@@ -249,6 +250,11 @@ impl ClusterSim {
             request.id,
             u64::from(result.is_ok()),
         ]);
+        if tracing::enabled!(tracing::Level::TRACE) {
+            tracing::trace!(at = ?now, node = id, op = %DiskSummary(&request.op), ok = result.is_ok(), "disk");
+        } else if result.is_err() {
+            tracing::debug!(at = ?now, node = id, op = %DiskSummary(&request.op), ?result, "disk fault");
+        }
         let completion = DiskCompletion {
             id: request.id,
             result,
@@ -362,5 +368,111 @@ impl ClusterSim {
         self.node(id).destroyed = true;
         self.report.wipes += 1;
         self.checks.on_destroyed(id);
+    }
+}
+
+/// A one-line rendering of a peer message for the trace.
+struct PeerSummary<'a>(&'a PeerMessage);
+
+impl std::fmt::Display for PeerSummary<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use seedlog_core::raft::Message as M;
+        match self.0 {
+            PeerMessage::Raft(m) => match m {
+                M::PreVote { term, .. } => write!(f, "raft pre-vote term {term}"),
+                M::PreVoteResponse { term, granted, .. } => {
+                    write!(f, "raft pre-vote response term {term} granted {granted}")
+                }
+                M::Vote { term, .. } => write!(f, "raft vote term {term}"),
+                M::VoteResponse { term, granted } => {
+                    write!(f, "raft vote response term {term} granted {granted}")
+                }
+                M::AppendEntries { term, entries, .. } => {
+                    write!(f, "raft append term {term} entries {}", entries.len())
+                }
+                M::AppendEntriesResponse { term, .. } => write!(f, "raft append response term {term}"),
+                M::InstallSnapshot { term, .. } => write!(f, "raft snapshot term {term}"),
+                M::InstallSnapshotResponse { term, .. } => {
+                    write!(f, "raft snapshot response term {term}")
+                }
+            },
+            PeerMessage::Heartbeat(h) => write!(
+                f,
+                "heartbeat incarnation {} metadata {}{}",
+                h.incarnation,
+                h.metadata_offset,
+                if h.shutting_down { " shutting down" } else { "" }
+            ),
+            PeerMessage::HeartbeatResponse(r) => write!(
+                f,
+                "heartbeat response active {} controller {:?} image {:?} fenced {}",
+                r.active,
+                r.controller,
+                r.image.as_ref().map(|i| i.offset),
+                r.fenced
+            ),
+            PeerMessage::AlterPartition(a) => write!(
+                f,
+                "alter partition {}-{} epoch {}/{} isr {:?}",
+                a.topic, a.partition, a.leader_epoch, a.partition_epoch, a.isr
+            ),
+            PeerMessage::AlterPartitionResponse {
+                topic,
+                partition,
+                error,
+            } => write!(f, "alter partition {topic}-{partition} refused {error}"),
+            PeerMessage::CreateTopics { request, topics } => {
+                write!(f, "create topics #{request} ({})", topics.len())
+            }
+            PeerMessage::DeleteTopics { request, names } => {
+                write!(f, "delete topics #{request} {names:?}")
+            }
+            PeerMessage::TopicsResponse {
+                request,
+                metadata_offset,
+                ..
+            } => write!(f, "topics response #{request} at metadata {metadata_offset}"),
+            PeerMessage::Fetch(r) => write!(
+                f,
+                "replica fetch {}-{} epoch {} offset {} last epoch {:?}",
+                r.topic, r.partition, r.leader_epoch, r.fetch_offset, r.last_fetched_epoch
+            ),
+            PeerMessage::FetchResponse(r) => write!(
+                f,
+                "replica fetch response {}-{} epoch {} offset {} error {} hw {} diverging {:?} bytes {}",
+                r.topic,
+                r.partition,
+                r.leader_epoch,
+                r.fetch_offset,
+                r.error,
+                r.high_watermark,
+                r.diverging,
+                r.records.len()
+            ),
+        }
+    }
+}
+
+/// A one-line rendering of a disk operation for the trace.
+struct DiskSummary<'a>(&'a DiskOp);
+
+impl std::fmt::Display for DiskSummary<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            DiskOp::List { dir } => write!(f, "list {dir}"),
+            DiskOp::Read {
+                file,
+                position,
+                len,
+            } => write!(f, "read {file} @{position} +{len}"),
+            DiskOp::Write {
+                file,
+                position,
+                bytes,
+            } => write!(f, "write {file} @{position} +{}", bytes.len()),
+            DiskOp::Sync { file } => write!(f, "sync {file}"),
+            DiskOp::Truncate { file, len } => write!(f, "truncate {file} to {len}"),
+            DiskOp::Delete { file } => write!(f, "delete {file}"),
+        }
     }
 }
