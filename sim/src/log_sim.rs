@@ -2,6 +2,11 @@
 //! random workload of appends, reads, syncs, truncations, log-start moves, crashes and bit rot,
 //! checked against a model after every event.
 //!
+//! The workload also plays the follower side of replication: some appends are replica appends
+//! (runs of batches whose offsets and leader epochs the sim assigned, stored as given), a new
+//! leader now and then records a higher leader epoch, and the log is sometimes discarded and
+//! restarted at another offset (truncate-fully).
+//!
 //! The model records every batch version ever written at each offset and the highest offset
 //! the log claimed durable. The checks, each a sentence a user would care about:
 //! - offsets the log assigns are dense and increasing;
@@ -10,7 +15,10 @@
 //! - after a restart every batch below the durable claim is there with identical bytes, unless
 //!   the disk rotted synced data, in which case recovery must report the loss;
 //! - recovery never reports a loss that no fault explains, and leaves a log that reads clean:
-//!   a corruption error is only acceptable when the disk injected corruption since recovery.
+//!   a corruption error is only acceptable when the disk injected corruption since recovery;
+//! - the leader epoch cache matches the epochs of the batches in the log: one entry where each
+//!   epoch's first batch (or the log start) is, plus at most an epoch recorded at the log end
+//!   by a leader that has not written yet.
 
 use crate::disk::{DiskFaults, SimDisk};
 use crate::params::LogSimParams;
@@ -32,7 +40,8 @@ const DIR: &str = "topic-0";
 const EVENTS_MAX: u64 = 2_000_000;
 /// Simulated time allowed for the final sync and recovery once faults stop.
 const LIVENESS_BOUND: Duration = Duration::from_secs(60);
-const LEADER_EPOCH: i32 = 7;
+/// The leader epoch of the first leader; new leaders raise it.
+const FIRST_LEADER_EPOCH: i32 = 7;
 
 /// A broken promise found by the checker.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,6 +120,8 @@ struct Model {
     durable: i64,
     /// The highest log end since the last restart.
     end_high: i64,
+    /// The offset of the last truncate-fully issued, until the log reports it done.
+    fully_pending: Option<i64>,
 }
 
 impl Model {
@@ -132,7 +143,19 @@ impl Model {
         self.end = cut;
         self.durable = self.durable.min(cut);
     }
+
+    /// Discards everything and continues empty at `offset`, as the log does.
+    fn truncate_fully(&mut self, offset: i64) {
+        self.current.clear();
+        (self.log_start, self.end) = (offset, offset);
+        self.durable = self.durable.min(offset);
+        self.end_high = self.end_high.max(offset);
+        self.fully_pending = Some(offset);
+    }
 }
+
+/// The epoch cache entries, log start and log end the cache was last checked at.
+type EpochsChecked = (Vec<(i32, i64)>, i64, i64);
 
 /// A timestamp lookup in flight: the target, the model's answer when it could tell one (an
 /// offset and timestamp, or none), and the truncation count when issued.
@@ -201,6 +224,10 @@ pub struct LogSim {
     /// recovery may rightly report the same loss again.
     loss_report_pending: bool,
     deferred: VecDeque<LogInput>,
+    /// The current leader epoch: leader appends carry it, replica runs start at it.
+    leader_epoch: i32,
+    /// The log state the epoch cache was last checked against.
+    epochs_checked: Option<EpochsChecked>,
     trace: TraceHash,
     report: LogSimReport,
     recorder: Option<history::Recorder>,
@@ -241,6 +268,8 @@ impl LogSim {
             draining: false,
             loss_report_pending: false,
             deferred: VecDeque::new(),
+            leader_epoch: FIRST_LEADER_EPOCH,
+            epochs_checked: None,
             trace: TraceHash::default(),
             report: LogSimReport {
                 seed,
@@ -279,6 +308,7 @@ impl LogSim {
             self.now = next.at;
             self.report.events += 1;
             self.dispatch(next.event);
+            self.check_epoch_cache();
             if !self.report.violations.is_empty() || self.phase == Phase::Done {
                 break;
             }
@@ -483,8 +513,14 @@ impl LogSim {
                     recorder.fail_append(self.now.0, request);
                 }
                 self.pending_appends.remove(&request);
-                if let AppendError::InvalidBatch(e) = error {
-                    self.violate(format!("valid batch refused: {e}"));
+                match error {
+                    AppendError::InvalidBatch(e) => {
+                        self.violate(format!("valid batch refused: {e}"))
+                    }
+                    AppendError::OffsetMismatch { expected, found } => self.violate(format!(
+                        "replica run at the model's log end {found} refused: the log expected {expected}"
+                    )),
+                    _ => {}
                 }
             }
             LogOutput::ReadDone { request, result } => self.on_read_done(request, result),
@@ -501,7 +537,10 @@ impl LogSim {
                         self.model.end_high
                     ));
                 }
-                self.model.durable = self.model.durable.max(offset.min(self.model.end));
+                // Until a truncate-fully is done, a claim may be about the log it discards.
+                if self.model.fully_pending.is_none() {
+                    self.model.durable = self.model.durable.max(offset.min(self.model.end));
+                }
                 if let Some(recorder) = self.recorder.as_mut() {
                     recorder.durable(self.now.0, offset);
                 }
@@ -509,6 +548,9 @@ impl LogSim {
             LogOutput::Truncated { offset } => {
                 self.trace.add(&[self.now.0, 13, offset as u64]);
                 self.loss_report_pending = false;
+                if self.model.fully_pending == Some(offset) {
+                    self.model.fully_pending = None;
+                }
             }
             LogOutput::Faulted(reason) => {
                 self.trace.add(&[self.now.0, 14]);
@@ -562,7 +604,9 @@ impl LogSim {
             2 => self.feed(LogInput::Sync),
             3 => self.issue_truncate(),
             4 => self.issue_delete_before(),
-            _ => self.issue_timestamp_lookup(),
+            5 => self.issue_timestamp_lookup(),
+            6 => self.issue_new_leader(),
+            _ => self.issue_truncate_fully(),
         }
     }
 
@@ -571,7 +615,9 @@ impl LogSim {
         self.drain_log();
     }
 
-    fn random_batch(&mut self, request: RequestId) -> Bytes {
+    /// A batch of random records whose keys are the history values of `request` from record
+    /// `first` on.
+    fn random_batch(&mut self, request: RequestId, first: usize) -> Bytes {
         let count = self
             .prng
             .range_inclusive(1, u64::from(self.params.records_max)) as usize;
@@ -584,7 +630,7 @@ impl LogSim {
                 NewRecord {
                     timestamp: base_timestamp + i as i64,
                     key: Some(Bytes::copy_from_slice(
-                        &history::record_value(request, i).to_be_bytes(),
+                        &history::record_value(request, first + i).to_be_bytes(),
                     )),
                     value: Some(Bytes::from(value)),
                     headers: vec![],
@@ -601,42 +647,96 @@ impl LogSim {
     }
 
     fn issue_append(&mut self) {
+        let share = self.params.replica_share;
+        if share > 0.0 && self.prng.chance(share) {
+            return self.issue_replica_append();
+        }
         let request = self.next_request;
         self.next_request += 1;
-        let batch = self.random_batch(request);
-        let count = BatchHeader::parse(&batch).map_or(0, |h| h.records_count as usize);
+        let batch = self.random_batch(request, 0);
+        let mut stored = BytesMut::from(&batch[..]);
+        record_batch::set_base_offset(&mut stored, self.model.end);
+        record_batch::set_partition_leader_epoch(&mut stored, self.leader_epoch);
+        let input = LogInput::Append {
+            request,
+            batch,
+            leader_epoch: self.leader_epoch,
+        };
+        self.submit_append(request, input, vec![stored.freeze()], 30);
+    }
+
+    /// A follower's append: one to three batches at the model's log end, with the offsets and
+    /// leader epochs a leader would have given them (the epoch may rise between batches, as at
+    /// a leader change).
+    fn issue_replica_append(&mut self) {
+        let request = self.next_request;
+        self.next_request += 1;
+        let runs = self.prng.range_inclusive(1, 3);
+        let mut stored = Vec::new();
+        let (mut base, mut records) = (self.model.end, 0);
+        for _ in 0..runs {
+            if !stored.is_empty() && self.prng.chance(0.2) {
+                self.leader_epoch += 1;
+            }
+            let batch = self.random_batch(request, records);
+            let mut bytes = BytesMut::from(&batch[..]);
+            record_batch::set_base_offset(&mut bytes, base);
+            record_batch::set_partition_leader_epoch(&mut bytes, self.leader_epoch);
+            let header = BatchHeader::parse(&bytes).expect("a batch just encoded");
+            (base, records) = (
+                header.next_offset(),
+                records + header.records_count as usize,
+            );
+            stored.push(bytes.freeze());
+        }
+        let batches = Bytes::from(stored.concat());
+        let input = LogInput::AppendReplica { request, batches };
+        self.submit_append(request, input, stored, 35);
+    }
+
+    /// Feeds an append whose batches the log will store as `stored` and, unless it is refused
+    /// at once, adds them to the model at its log end.
+    fn submit_append(
+        &mut self,
+        request: RequestId,
+        input: LogInput,
+        stored: Vec<Bytes>,
+        kind: u64,
+    ) {
+        let headers: Vec<BatchHeader> = stored
+            .iter()
+            .map(|b| BatchHeader::parse(b).expect("a batch just encoded"))
+            .collect();
+        let count: usize = headers.iter().map(|h| h.records_count as usize).sum();
+        let bytes: usize = stored.iter().map(Bytes::len).sum();
         if let Some(recorder) = self.recorder.as_mut() {
             recorder.invoke_append(self.now.0, request, count);
         }
         let base = self.model.end;
         self.pending_appends.insert(request, base);
-        self.trace
-            .add(&[self.now.0, 30, request, batch.len() as u64]);
-        tracing::debug!(at = ?self.now, request, bytes = batch.len(), expected_base = base, "append");
-        let input = LogInput::Append {
-            request,
-            batch: batch.clone(),
-            leader_epoch: LEADER_EPOCH,
-        };
+        self.trace.add(&[self.now.0, kind, request, bytes as u64]);
+        tracing::debug!(at = ?self.now, request, bytes, batches = stored.len(), expected_base = base, "append");
         self.log.handle(self.now, input);
-        // A refusal is synchronous; without one the log assigned `base` to this batch.
+        // A refusal is synchronous; without one the log stored the batches at `base`.
         let outputs: Vec<LogOutput> = std::iter::from_fn(|| self.log.poll_output()).collect();
         let refused = outputs
             .iter()
             .any(|o| matches!(o, LogOutput::AppendFailed { request: r, .. } if *r == request));
         if !refused {
-            let mut stored = BytesMut::from(&batch[..]);
-            record_batch::set_base_offset(&mut stored, base);
-            record_batch::set_partition_leader_epoch(&mut stored, LEADER_EPOCH);
-            let stored = stored.freeze();
-            self.model.end = Model::batch_end(&stored);
+            for (header, bytes) in headers.iter().zip(stored) {
+                assert_eq!(
+                    header.base_offset, self.model.end,
+                    "batches continue the model"
+                );
+                self.model.end = header.next_offset();
+                self.model
+                    .versions
+                    .entry(header.base_offset)
+                    .or_default()
+                    .push(bytes.clone());
+                self.model.current.insert(header.base_offset, bytes);
+            }
             self.model.end_high = self.model.end_high.max(self.model.end);
-            self.model
-                .versions
-                .entry(base)
-                .or_default()
-                .push(stored.clone());
-            self.model.current.insert(base, stored);
         }
         for output in outputs {
             match output {
@@ -645,6 +745,26 @@ impl LogSim {
             }
         }
         self.drain_log();
+    }
+
+    /// A new leader takes over with the next leader epoch and records it at the log end.
+    fn issue_new_leader(&mut self) {
+        self.leader_epoch += 1;
+        self.trace.add(&[self.now.0, 36, self.leader_epoch as u64]);
+        tracing::debug!(at = ?self.now, epoch = self.leader_epoch, "new leader");
+        self.log.assign_epoch(self.leader_epoch);
+    }
+
+    /// The follower fell behind the leader's log start (or the leader restarted empty): the log
+    /// is discarded and continues at an offset near its range.
+    fn issue_truncate_fully(&mut self) {
+        let span = (self.model.end - self.model.log_start).max(0) as u64;
+        let offset = self.model.log_start + self.prng.below(span + 64) as i64;
+        self.truncations += 1;
+        self.trace.add(&[self.now.0, 37, offset as u64]);
+        tracing::debug!(at = ?self.now, offset, "truncate-fully");
+        self.model.truncate_fully(offset);
+        self.feed(LogInput::TruncateFullyAndStartAt { offset });
     }
 
     fn issue_read(&mut self) {

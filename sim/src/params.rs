@@ -18,8 +18,12 @@ pub struct LogSimParams {
     pub operations: u32,
     /// Mean gap between workload operations, in microseconds.
     pub op_gap_us: u64,
-    /// Relative weights of append, read, sync, truncate, delete-before, timestamp lookup.
-    pub weights: [u32; 6],
+    /// Relative weights of append, read, sync, truncate, delete-before, timestamp lookup, new
+    /// leader (a higher leader epoch recorded in the epoch cache), truncate-fully.
+    pub weights: [u32; 8],
+    /// Share of appends done as a follower would: batches with offsets and leader epochs
+    /// already assigned, in runs of one to three, stored as given.
+    pub replica_share: f64,
     /// Records per batch, at most.
     pub records_max: u32,
     /// Value size in bytes, at most.
@@ -71,7 +75,10 @@ impl LogSimParams {
                 prng.range_inclusive(0, 4) as u32,
                 prng.range_inclusive(0, 3) as u32,
                 prng.range_inclusive(0, 10) as u32,
+                0,
+                0,
             ],
+            replica_share: 0.0,
             records_max: prng.range_inclusive(1, 10) as u32,
             value_bytes_max: prng.range_inclusive(0, 400) as u32,
             segment_bytes_max: prng.range_inclusive(1 << 13, 1 << 16),
@@ -98,6 +105,7 @@ impl LogSimParams {
             canaries,
         }
         .with_history_choice(&mut prng)
+        .with_replication(&mut prng)
     }
 
     fn with_history_choice(mut self, prng: &mut Prng) -> LogSimParams {
@@ -109,6 +117,25 @@ impl LogSimParams {
         }
         self
     }
+
+    /// The follower side of replication: replica appends, new leader epochs, truncate-fully.
+    /// Drawn after everything else, so a seed with all of them off runs as it did before they
+    /// existed.
+    fn with_replication(mut self, prng: &mut Prng) -> LogSimParams {
+        self.replica_share = rate(prng, 0.8);
+        self.weights[6] = if prng.below(3) == 0 {
+            0
+        } else {
+            prng.range_inclusive(1, 4) as u32
+        };
+        // Discarding the log is not something a Kafka client can observe as a queue.
+        self.weights[7] = if self.kafka_history || prng.below(3) == 0 {
+            0
+        } else {
+            prng.range_inclusive(1, 2) as u32
+        };
+        self
+    }
 }
 
 impl fmt::Display for LogSimParams {
@@ -118,9 +145,10 @@ impl fmt::Display for LogSimParams {
         writeln!(f, "op_gap_us: {}", self.op_gap_us)?;
         writeln!(
             f,
-            "weights (append/read/sync/truncate/delete/timestamp): {:?}",
+            "weights (append/read/sync/truncate/delete/timestamp/new-leader/truncate-fully): {:?}",
             self.weights
         )?;
+        writeln!(f, "replica_share: {:.3}", self.replica_share)?;
         writeln!(f, "records_max: {}", self.records_max)?;
         writeln!(f, "value_bytes_max: {}", self.value_bytes_max)?;
         writeln!(f, "segment_bytes_max: {}", self.segment_bytes_max)?;

@@ -69,6 +69,7 @@ impl LogSim {
         self.model.end_high = verify.end;
         self.model.durable = verify.durable_before.min(verify.end);
         self.last_recovery_done = self.now;
+        self.epochs_checked = None;
         if self.phase == Phase::FinalRestart {
             self.phase = Phase::Done;
         }
@@ -310,5 +311,98 @@ impl LogSim {
                 })
                 .find(|(offset, ts)| *offset >= start && *ts >= timestamp)
         })
+    }
+}
+
+impl LogSim {
+    /// The leader epoch cache must describe the batches in the log: an entry where each epoch's
+    /// first batch starts (the first at the log start), folded with Kafka's rule (an epoch not
+    /// above the latest replaces the entries it contradicts), plus at most one epoch recorded
+    /// at the log end by a leader that has not written under it yet. Checked whenever the log
+    /// is quiet and the model knows every batch in it; skipped while nothing changed.
+    ///
+    /// The epoch field is outside the CRC, so a flipped bit there goes unseen: after rot at
+    /// rest, or a flip on a read while this incarnation's recovery rebuilt the cache, the cache
+    /// may rightly hold an epoch nobody wrote, and the check stands down.
+    pub(super) fn check_epoch_cache(&mut self) {
+        if self.recovering
+            || self.verify.is_some()
+            || !self.log.is_ready()
+            || self.log.is_truncating()
+        {
+            return;
+        }
+        if self.disk.rot_since(DIR, Instant(0))
+            || self.disk.read_flips_since(DIR, self.recovery_started)
+        {
+            return;
+        }
+        let (start, end) = (self.log.log_start_offset(), self.log.log_end_offset());
+        if (start, end) != (self.model.log_start, self.model.end) || self.model_has_gaps() {
+            return;
+        }
+        let entries = self.log.epoch_entries();
+        let unchanged = self
+            .epochs_checked
+            .as_ref()
+            .is_some_and(|(e, s, n)| e == entries && (*s, *n) == (start, end));
+        if unchanged {
+            return;
+        }
+        let entries = entries.to_vec();
+        self.epochs_checked = Some((entries.clone(), start, end));
+        let Some(expected) = self.model_epochs(start, end) else {
+            return;
+        };
+        let latest_expected = expected.last().map(|(e, _)| *e);
+        let epoch_max = self.leader_epoch;
+        let extra_ok = |extra: &(i32, i64)| {
+            extra.1 == end && latest_expected.is_none_or(|l| extra.0 > l) && extra.0 <= epoch_max
+        };
+        let matches = entries == expected
+            || (entries.len() == expected.len() + 1
+                && entries[..expected.len()] == expected[..]
+                && entries.last().is_some_and(extra_ok));
+        if !matches {
+            self.violate(format!(
+                "epoch cache {entries:?} does not match the batches in [{start}, {end}): expected {expected:?}"
+            ));
+        }
+    }
+
+    /// The epoch entries the model's batches in `[start, end)` call for, with each batch's
+    /// epoch as written (a read may have flipped the copy the model holds), or `None` when the
+    /// model does not know the batch holding the log start.
+    fn model_epochs(&self, start: i64, end: i64) -> Option<Vec<(i32, i64)>> {
+        let mut entries: Vec<(i32, i64)> = Vec::new();
+        let first = self
+            .model
+            .current
+            .range(..=start)
+            .next_back()
+            .map(|(b, _)| *b);
+        let from = match first {
+            Some(base) if Model::batch_end(&self.model.current[&base]) > start => base,
+            _ if start == end => return Some(entries),
+            _ => return None,
+        };
+        for (base, bytes) in self.model.current.range(from..) {
+            let written = self
+                .model
+                .versions
+                .get(base)?
+                .iter()
+                .find(|v| same_batch(v, bytes))?;
+            let epoch = BatchHeader::parse(written).ok()?.partition_leader_epoch;
+            let at = (*base).max(start);
+            if entries.last().is_some_and(|(e, _)| *e == epoch) {
+                continue;
+            }
+            while entries.last().is_some_and(|(e, s)| *e >= epoch || *s >= at) {
+                entries.pop();
+            }
+            entries.push((epoch, at));
+        }
+        Some(entries)
     }
 }

@@ -27,8 +27,11 @@ impl LogSim {
         if let Some(verify) = self.verify.take() {
             self.model.current = verify.current_before;
             self.model.durable = verify.durable_before;
+            self.model.log_start = verify.log_start_before;
         }
         self.deferred.clear();
+        self.epochs_checked = None;
+        self.model.fully_pending = None;
         self.recovering = true;
         self.recovery_started = self.now;
         self.log = Log::open(Self::log_config(&self.params), self.now);
