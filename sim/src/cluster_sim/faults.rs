@@ -135,9 +135,14 @@ impl ClusterSim {
         tracing::debug!(at = ?self.now, node = id, "bit rot at rest");
         let now = self.now;
         let node = &mut self.nodes[(id - 1) as usize];
-        node.disk
-            .bit_rot(now, &mut self.rng.faults, |p| !p.starts_with("raft/"));
+        // Partition data only: the quorum's files are never destroyed (see the parameters),
+        // and a broker whose topic registry rotted refuses to start, by design, rather than
+        // forget its topics.
+        node.disk.bit_rot(now, &mut self.rng.faults, |p| {
+            !p.starts_with("raft/") && !p.starts_with("seedlog-meta/")
+        });
         node.destroyed = true;
+        node.rotted = true;
         self.checks.on_destroyed(id);
     }
 
@@ -449,6 +454,11 @@ impl ClusterSim {
             for r in replicas {
                 if r < 1 || r as u32 > self.params.nodes {
                     return Some(format!("{}-{} names replica {r}", p.0, p.1));
+                }
+                if self.node(r as NodeId).rotted {
+                    // Rot at rest stays silent until something reads those bytes again: the
+                    // replica cannot know, so its disk is not held to the committed log.
+                    continue;
                 }
                 let log = read_log(&mut self.node(r as NodeId).disk, &dir);
                 let offsets: Vec<i64> = log.iter().map(|s| s.offset).collect();

@@ -366,6 +366,7 @@ impl ClusterSim {
             let _ = disk.execute(Instant::ZERO, &op, &DiskFaults::none(), &mut scratch);
         }
         self.node(id).destroyed = true;
+        self.node(id).rotted = false;
         self.report.wipes += 1;
         self.checks.on_destroyed(id);
     }

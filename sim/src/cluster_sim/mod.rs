@@ -192,6 +192,9 @@ struct SimNode {
     restart_pending: bool,
     /// The node lost synced data (rot at rest or a wipe) since the run began.
     destroyed: bool,
+    /// A bit rotted at rest since the disk was last wiped: the damage may still be there,
+    /// unread.
+    rotted: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -343,6 +346,7 @@ impl ClusterSim {
                     server_conns: BTreeMap::new(),
                     restart_pending: false,
                     destroyed: false,
+                    rotted: false,
                 }
             })
             .collect()
