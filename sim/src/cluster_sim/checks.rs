@@ -116,8 +116,8 @@ pub(crate) struct Checks {
     hw_seen: BTreeMap<PartitionKey, i64>,
     /// The last view of each running node, with its incarnation.
     views: BTreeMap<NodeId, (u64, NodeView)>,
-    /// Leaders per (partition, epoch), as the replicas claim.
-    view_leaders: BTreeMap<(PartitionKey, i32), NodeId>,
+    /// Leaders per (partition index, epoch), as the replicas claim.
+    view_leaders: BTreeMap<(u64, i32), NodeId>,
     /// Active controllers per term, as the nodes claim.
     controller_terms: BTreeMap<u64, NodeId>,
     /// Nodes that lost synced data.
@@ -426,41 +426,53 @@ impl Checks {
         let Some(view) = inspect(node) else {
             return;
         };
-        self.check_node_view(now, id, incarnation, &view);
+        let before = self
+            .views
+            .remove(&id)
+            .filter(|(i, _)| *i == incarnation)
+            .map(|(_, v)| v);
+        self.check_node_view(now, id, before.as_ref(), &view);
         self.views.insert(id, (incarnation, view));
     }
 
-    /// The per-event invariants over one node's fresh view and the others' last views.
+    /// A partition's index among the workload's partitions, for compact keys.
+    fn partition_index(&self, topic: &str, partition: u32) -> u64 {
+        let mut index = 0;
+        for t in &self.topics {
+            if t.name == topic {
+                return index + u64::from(partition);
+            }
+            index += u64::from(t.partitions);
+        }
+        u64::MAX
+    }
+
+    /// The per-event invariants over one node's fresh view (`before`: its previous view in
+    /// the same incarnation) and the other nodes' last views.
     pub fn check_node_view(
         &mut self,
         _now: Instant,
         id: NodeId,
-        incarnation: u64,
+        before: Option<&NodeView>,
         view: &NodeView,
     ) {
-        let before = self
-            .views
-            .get(&id)
-            .filter(|(i, _)| *i == incarnation)
-            .map(|(_, v)| v.clone());
         for r in &view.replicas {
-            let name = format!("{}-{} on node {id}", r.topic, r.partition);
             if !(r.log_start_offset <= r.high_watermark && r.high_watermark <= r.log_end_offset) {
                 self.violation(format!(
-                    "{name}: log start {} ≤ HW {} ≤ LEO {} does not hold",
-                    r.log_start_offset, r.high_watermark, r.log_end_offset
+                    "{}-{} on node {id}: log start {} ≤ HW {} ≤ LEO {} does not hold",
+                    r.topic, r.partition, r.log_start_offset, r.high_watermark, r.log_end_offset
                 ));
             }
             if r.durable_offset > r.log_end_offset {
                 self.violation(format!(
-                    "{name}: durable offset {} beyond the LEO {}",
-                    r.durable_offset, r.log_end_offset
+                    "{}-{} on node {id}: durable offset {} beyond the LEO {}",
+                    r.topic, r.partition, r.durable_offset, r.log_end_offset
                 ));
             }
             if !r.is_leader {
                 continue;
             }
-            let key = ((r.topic.clone(), r.partition), r.leader_epoch);
+            let key = (self.partition_index(&r.topic, r.partition), r.leader_epoch);
             match self.view_leaders.insert(key, id) {
                 Some(other) if other != id => self.violation(format!(
                     "two leaders of {}-{} in leader epoch {}: nodes {other} and {id}",
@@ -468,18 +480,18 @@ impl Checks {
                 )),
                 _ => {}
             }
-            let earlier = before.as_ref().and_then(|b| {
+            let earlier = before.and_then(|b| {
                 b.replicas.iter().find(|o| {
-                    o.topic == r.topic
-                        && o.partition == r.partition
+                    o.partition == r.partition
                         && o.is_leader
                         && o.leader_epoch == r.leader_epoch
+                        && o.topic == r.topic
                 })
             });
             if let Some(o) = earlier.filter(|o| o.high_watermark > r.high_watermark) {
                 self.violation(format!(
-                    "{name}: leader HW went from {} down to {} in epoch {}",
-                    o.high_watermark, r.high_watermark, r.leader_epoch
+                    "{}-{} on node {id}: leader HW went from {} down to {} in epoch {}",
+                    r.topic, r.partition, o.high_watermark, r.high_watermark, r.leader_epoch
                 ));
             }
         }
@@ -496,7 +508,7 @@ impl Checks {
     }
 
     /// StrongIsr: below a leader's HW, every ISR member in the same epoch holds the data
-    /// durably and agrees on the epoch history.
+    /// durably and agrees on the epoch history. `fresh` is node `id`'s view, not yet stored.
     fn check_strong_isr(&mut self, id: NodeId, fresh: &NodeView) {
         let view_of = |node: NodeId| -> Option<&NodeView> {
             if node == id {
@@ -506,45 +518,41 @@ impl Checks {
             }
         };
         let mut found = Vec::new();
-        let leaders: Vec<(NodeId, &ReplicaView)> = std::iter::once(id)
-            .chain(self.views.keys().copied().filter(|n| *n != id))
-            .filter_map(|n| view_of(n).map(|v| (n, v)))
-            .flat_map(|(n, v)| {
-                v.replicas
-                    .iter()
-                    .filter(|r| r.is_leader)
-                    .map(move |r| (n, r))
-            })
-            .collect();
-        for (leader, l) in leaders {
-            for member in l.isr.iter().copied().filter(|m| *m != leader) {
-                let Some(m) = view_of(member).and_then(|v| {
-                    v.replicas.iter().find(|r| {
-                        r.topic == l.topic
-                            && r.partition == l.partition
-                            && r.leader_epoch == l.leader_epoch
-                    })
-                }) else {
-                    continue;
-                };
-                if m.durable_offset < l.high_watermark {
-                    found.push(format!(
-                        "StrongIsr: {}-{} leader {leader} has HW {} but ISR member {member} holds only {} durably (epoch {})",
-                        l.topic, l.partition, l.high_watermark, m.durable_offset, l.leader_epoch
-                    ));
-                }
-                let below = |epochs: &[(i32, i64)]| -> Vec<(i32, i64)> {
-                    epochs
-                        .iter()
-                        .copied()
-                        .filter(|(_, s)| *s < l.high_watermark)
-                        .collect()
-                };
-                if below(&m.epochs) != below(&l.epochs) {
-                    found.push(format!(
-                        "StrongIsr: {}-{} leader {leader} and ISR member {member} disagree on leader epochs below the HW {}: {:?} vs {:?}",
-                        l.topic, l.partition, l.high_watermark, l.epochs, m.epochs
-                    ));
+        let nodes = std::iter::once(id).chain(self.views.keys().copied().filter(|n| *n != id));
+        for leader in nodes {
+            let Some(leader_view) = view_of(leader) else {
+                continue;
+            };
+            for l in leader_view.replicas.iter().filter(|r| r.is_leader) {
+                for member in l.isr.iter().copied().filter(|m| *m != leader) {
+                    let Some(m) = view_of(member).and_then(|v| {
+                        v.replicas.iter().find(|r| {
+                            r.partition == l.partition
+                                && r.leader_epoch == l.leader_epoch
+                                && r.topic == l.topic
+                        })
+                    }) else {
+                        continue;
+                    };
+                    if m.durable_offset < l.high_watermark {
+                        found.push(format!(
+                            "StrongIsr: {}-{} leader {leader} has HW {} but ISR member {member} holds only {} durably (epoch {})",
+                            l.topic, l.partition, l.high_watermark, m.durable_offset, l.leader_epoch
+                        ));
+                    }
+                    let below = |epochs: &[(i32, i64)]| {
+                        epochs
+                            .iter()
+                            .take_while(|(_, start)| *start < l.high_watermark)
+                            .count()
+                    };
+                    let (ml, ll) = (below(&m.epochs), below(&l.epochs));
+                    if ml != ll || m.epochs[..ml] != l.epochs[..ll] {
+                        found.push(format!(
+                            "StrongIsr: {}-{} leader {leader} and ISR member {member} disagree on leader epochs below the HW {}: {:?} vs {:?}",
+                            l.topic, l.partition, l.high_watermark, l.epochs, m.epochs
+                        ));
+                    }
                 }
             }
         }
