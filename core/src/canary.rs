@@ -21,17 +21,32 @@ pub enum Canary {
     /// The active controller elects the first live replica as leader even when it is not in
     /// the ISR (an unclean election the topic did not allow).
     ControllerElectsOutsideIsr = 5,
+    /// A partition leader acknowledges acks=all once its own copy is durable, before the ISR
+    /// has the batch.
+    AckBeforeIsr = 6,
+    /// A partition leader computes the high watermark from every follower that reported,
+    /// ignoring ISR members it has not heard from in its epoch.
+    HwFromAllReplicas = 7,
+    /// A partition leader never reports a divergence, so followers keep what the new leader
+    /// does not have.
+    SkipFollowerTruncation = 8,
+    /// A partition leader serves followers that still follow an older leader epoch.
+    AcceptStaleLeaderEpoch = 9,
 }
 
 impl Canary {
     /// Every canary, for listing and sweeps.
-    pub const ALL: [Canary; 6] = [
+    pub const ALL: [Canary; 10] = [
         Canary::RecoverySkipsCrc,
         Canary::RecoveryKeepsTornTail,
         Canary::RaftVotesTwiceInATerm,
         Canary::RaftCommitsWithoutMajority,
         Canary::RaftReadsWithoutLease,
         Canary::ControllerElectsOutsideIsr,
+        Canary::AckBeforeIsr,
+        Canary::HwFromAllReplicas,
+        Canary::SkipFollowerTruncation,
+        Canary::AcceptStaleLeaderEpoch,
     ];
 
     /// The canary's name, as given on the command line.
@@ -43,6 +58,10 @@ impl Canary {
             Canary::RaftCommitsWithoutMajority => "raft-commits-without-majority",
             Canary::RaftReadsWithoutLease => "raft-reads-without-lease",
             Canary::ControllerElectsOutsideIsr => "controller-elects-outside-isr",
+            Canary::AckBeforeIsr => "ack-before-isr",
+            Canary::HwFromAllReplicas => "hw-from-all-replicas",
+            Canary::SkipFollowerTruncation => "skip-follower-truncation",
+            Canary::AcceptStaleLeaderEpoch => "accept-stale-leader-epoch",
         }
     }
 

@@ -129,3 +129,13 @@ const _: () = assert!(CONTROLLER_TICK_INTERVAL_MS_DEFAULT < CONTROLLER_SESSION_T
 const _: () = assert!(CONTROLLER_BATCH_BYTES_MAX < RAFT_COMMAND_BYTES_MAX);
 const _: () = assert!(CONTROLLER_REQUESTS_QUEUED_MAX * 2 < CONTROLLER_OUTBOX_MAX);
 const _: () = assert!(CONTROLLER_BROKERS_MAX <= u32::MAX as usize);
+
+// ---- cluster node ----
+
+/// `replica.fetch.max.bytes`: most bytes of batches in one answer to a follower.
+pub const REPLICA_FETCH_MAX_BYTES_DEFAULT: u32 = 1024 * 1024;
+/// Heartbeats a broker sends to one controller without an answer from an active one before
+/// it tries the other voters.
+pub const HEARTBEATS_UNANSWERED_BEFORE_PROBE: u32 = 3;
+/// Most messages a node may queue to itself in one step (its broker to its own controller).
+pub const LOCAL_MESSAGES_MAX: usize = 1024;

@@ -10,10 +10,12 @@
 //! (`cleanup.policy=compact`, `message.timestamp.type=LogAppendTime`, compression other than
 //! `producer`) is refused with a message that says so, rather than accepted and ignored.
 
+use super::replica::ReplicationConfig;
 use crate::constants::{
     BATCH_BYTES_MAX_DEFAULT, BATCH_BYTES_MAX_LIMIT, INDEX_INTERVAL_BYTES_DEFAULT,
     RETENTION_CHECK_INTERVAL_MS_DEFAULT, SEGMENT_AGE_MAX_MS_DEFAULT, SEGMENT_BYTES_MAX_DEFAULT,
 };
+use crate::time::Duration;
 use std::collections::BTreeMap;
 
 /// When the broker makes appended data durable, and so when it acknowledges and exposes it.
@@ -85,6 +87,11 @@ pub struct BrokerConfig {
     pub api_versions: Vec<ApiRange>,
     /// Driver settings shown by DescribeConfigs for the broker (`listeners`, `log.dirs`, ...).
     pub driver_settings: Vec<(String, String)>,
+    /// Part of a cluster: replicate partitions and take topics from the controller's image.
+    /// `None`: a single broker that is its own controller.
+    pub replication: Option<ReplicationConfig>,
+    /// How long a forwarded CreateTopics/DeleteTopics waits for the controller.
+    pub admin_timeout: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -102,6 +109,8 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS_DEFAULT,
             api_versions: Vec::new(),
             driver_settings: Vec::new(),
+            replication: None,
+            admin_timeout: Duration::from_millis(30_000),
         }
     }
 }

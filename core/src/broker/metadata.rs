@@ -77,6 +77,16 @@ impl Broker {
         version: i16,
     ) -> MetadataResponse {
         let allow_create = version < 4 || request.allow_auto_topic_creation;
+        if self.replication().is_some() {
+            let names = request.topics.map(|topics| {
+                topics
+                    .into_iter()
+                    .take(REQUEST_TOPICS_MAX)
+                    .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                    .collect()
+            });
+            return self.cluster_metadata(names, version);
+        }
         let names: Vec<String> = match request.topics {
             // Before v1 an empty list meant "all"; we serve v1+, where null does.
             None => self.topics.keys().cloned().collect(),
@@ -178,6 +188,23 @@ impl Broker {
         version: i16,
     ) -> DescribeClusterResponse {
         let _ = (request, version);
+        if self.replication().is_some() {
+            let brokers = self
+                .cluster_brokers()
+                .into_iter()
+                .map(|(id, host, port)| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(id))
+                        .with_host(s(host))
+                        .with_port(port)
+                })
+                .collect();
+            let controller = self.controller_hint.map_or(-1, |id| id as i32);
+            return DescribeClusterResponse::default()
+                .with_cluster_id(s(self.config.cluster_id.clone()))
+                .with_controller_id(BrokerId(controller))
+                .with_brokers(brokers);
+        }
         let (node_id, host, port) = self.brokers();
         let broker = DescribeClusterBroker::default()
             .with_broker_id(node_id)

@@ -31,6 +31,7 @@
 //! With [`FlushPolicy::None`] appends are acknowledged once written and the high watermark is
 //! the log end offset.
 
+mod cluster;
 pub mod config;
 mod errors;
 mod fetch;
@@ -38,17 +39,22 @@ mod metadata;
 mod offsets;
 mod produce;
 pub mod registry;
+mod replica;
 mod topics;
 
 #[cfg(test)]
 mod tests;
 
 pub use config::{ApiRange, BrokerConfig, FlushPolicy, TopicConfig};
+pub use replica::{ReplicaView, ReplicationConfig};
 
+use crate::cluster::metadata::MetadataImage;
+use crate::cluster::peer::PeerMessage;
 use crate::constants::*;
 use crate::io::{DiskCompletion, DiskOp, DiskOutcome, DiskRequest, DiskRequestId};
 use crate::log::{FaultReason, Log, LogConfig, LogInput, LogOutput, RecoveryReport, SyncPolicy};
 use crate::prng::Prng;
+use crate::raft::NodeId;
 use crate::record_batch::BatchLimits;
 use crate::time::{Duration, Instant};
 use crate::timer::{TimerKind, TimerTable};
@@ -95,6 +101,17 @@ pub enum BrokerInput {
     Disk(DiskCompletion),
     /// A deadline from [`Broker::poll_timeout`] passed.
     Timeout,
+    /// A newer committed metadata image (cluster mode).
+    Image(Box<MetadataImage>),
+    /// The active controller as far as this node knows (cluster mode; shown in Metadata).
+    Controller(Option<NodeId>),
+    /// A replication or admin message from another node (cluster mode).
+    Peer {
+        /// The sender.
+        from: NodeId,
+        /// The message.
+        message: PeerMessage,
+    },
     /// Stop serving: finish in-flight work, sync every log, then report
     /// [`BrokerOutput::ShutdownComplete`].
     Shutdown,
@@ -165,10 +182,26 @@ pub enum BrokerOutput {
     },
     /// Execute this disk request and hand back its completion.
     Disk(DiskRequest),
+    /// Send a message to another node (cluster mode; best effort, the protocols retry).
+    Send {
+        /// Where to.
+        to: PeerTarget,
+        /// The message.
+        message: PeerMessage,
+    },
     /// Log this.
     Event(BrokerEvent),
     /// Shutdown finished: nothing is in flight and every log is synced.
     ShutdownComplete,
+}
+
+/// Where a peer message goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerTarget {
+    /// The active controller, wherever it is.
+    Controller,
+    /// One node.
+    Node(NodeId),
 }
 
 /// The broker's timers.
@@ -178,10 +211,12 @@ enum BrokerTimer {
     FetchWait,
     /// A partition log asked to be woken (retention).
     LogTimeout,
+    /// Cluster mode: follower fetch retries, ISR checks, forwarded admin deadlines.
+    ReplicaTick,
 }
 
 impl TimerKind for BrokerTimer {
-    const COUNT: usize = 2;
+    const COUNT: usize = 3;
     fn index(self) -> usize {
         self as usize
     }
@@ -189,6 +224,7 @@ impl TimerKind for BrokerTimer {
         match index {
             0 => BrokerTimer::FetchWait,
             1 => BrokerTimer::LogTimeout,
+            2 => BrokerTimer::ReplicaTick,
             _ => unreachable!("timer index {index} out of range"),
         }
     }
@@ -206,8 +242,14 @@ struct Partition {
     /// late disk completion for the old log is never fed to the new one.
     serial: u64,
     log: Log,
-    /// Always 0 until leader elections exist; carried everywhere Kafka carries it.
+    /// The leader epoch this broker leads or follows (0 for a single broker).
     leader_epoch: i32,
+    /// Cluster mode: this broker's replication role for the partition.
+    role: replica::Role,
+    /// Follower: the leader's high watermark from the last fetch response.
+    leader_hw: i64,
+    /// acks=1 produce parts waiting for the local durable offset to pass `next_offset`.
+    local_waiters: VecDeque<(i64, OpId)>,
     /// What consumers may read: the durable offset under group commit, else the log end.
     high_watermark: i64,
     /// Produce parts waiting for the high watermark to pass `next_offset`, in offset order.
@@ -317,6 +359,7 @@ enum Work {
     ListOffsets(offsets::ListOffsetsState),
     CreateTopics(topics::CreateState),
     DeleteTopics(topics::DeleteState),
+    Forwarded(cluster::ForwardState),
     Done(Option<Box<ResponseKind>>),
 }
 
@@ -377,6 +420,16 @@ pub struct Broker {
     outbox: VecDeque<BrokerOutput>,
     /// Reused buffer for draining a log's outputs.
     log_outputs: Vec<LogOutput>,
+    /// Cluster mode: the newest committed metadata image.
+    image: Option<MetadataImage>,
+    /// Cluster mode: the active controller, if known.
+    controller_hint: Option<NodeId>,
+    /// Cluster mode: the image offset the registry's topics reflect; older images are ignored.
+    image_floor: u64,
+    /// Cluster mode: log operations made for replication, with their partition.
+    replica_ops: BTreeMap<OpId, (String, i32, replica::ReplicaOp)>,
+    /// Cluster mode: CreateTopics/DeleteTopics waiting for the controller.
+    forwards: BTreeSet<Token>,
 }
 
 impl Broker {
@@ -412,7 +465,16 @@ impl Broker {
             timers: TimerTable::default(),
             outbox: VecDeque::new(),
             log_outputs: Vec::new(),
+            image: None,
+            controller_hint: None,
+            image_floor: 0,
+            replica_ops: BTreeMap::new(),
+            forwards: BTreeSet::new(),
         };
+        if let Some(replication) = &broker.config.replication {
+            let at = now + replication.tick_interval;
+            broker.timers.set(BrokerTimer::ReplicaTick, at);
+        }
         let dir = REGISTRY_DIR.to_owned();
         broker.emit_disk(DiskOp::List { dir }, DiskRoute::RegistryList);
         broker
@@ -434,6 +496,9 @@ impl Broker {
             BrokerInput::ConnectionClosed { connection } => self.on_connection_closed(connection),
             BrokerInput::Disk(completion) => self.on_disk_completion(now, completion),
             BrokerInput::Timeout => self.on_timeout(now),
+            BrokerInput::Image(image) => self.on_image(now, *image),
+            BrokerInput::Controller(controller) => self.controller_hint = controller,
+            BrokerInput::Peer { from, message } => self.on_peer(now, from, message),
             BrokerInput::Shutdown => self.on_shutdown(now),
         }
         self.maybe_finish_shutdown();
@@ -535,8 +600,14 @@ impl Broker {
                 let response = self.on_describe_configs(request, version);
                 self.finish(token, Some(ResponseKind::DescribeConfigs(response)));
             }
+            RequestKind::CreateTopics(request) if self.replication().is_some() => {
+                self.forward_create_topics(now, token, request, version)
+            }
             RequestKind::CreateTopics(request) => {
                 self.on_create_topics(now, token, request, version)
+            }
+            RequestKind::DeleteTopics(request) if self.replication().is_some() => {
+                self.forward_delete_topics(now, token, request, version)
             }
             RequestKind::DeleteTopics(request) => {
                 self.on_delete_topics(now, token, request, version)
@@ -626,6 +697,7 @@ impl Broker {
                     self.unpark_fetch(token, state);
                 }
                 self.admin_waiters.remove(&token);
+                self.forwards.remove(&token);
             }
         }
     }
@@ -707,6 +779,9 @@ impl Broker {
             return Err(errors::NOT_LEADER_OR_FOLLOWER);
         }
         fetch::check_leader_epoch(current_leader_epoch, p.leader_epoch)?;
+        if self.replication().is_some() {
+            self.check_replicated_read(topic, partition)?;
+        }
         Ok(p)
     }
 
@@ -764,6 +839,9 @@ impl Broker {
                 serial,
                 log,
                 leader_epoch: 0,
+                role: replica::Role::Offline,
+                leader_hw: 0,
+                local_waiters: VecDeque::new(),
                 high_watermark: 0,
                 durable_waiters: VecDeque::new(),
                 fetch_waiters: BTreeSet::new(),
@@ -834,6 +912,22 @@ impl Broker {
         serial: u64,
         output: LogOutput,
     ) {
+        if let LogOutput::ReadDone {
+            result: Err(crate::log::ReadError::Corrupt { offset, .. }),
+            ..
+        } = &output
+        {
+            if self.replication().is_some() {
+                // Damaged synced data: in a cluster the replica goes offline (its node is
+                // restarted and recovery cuts the damage) rather than serve or stall on it.
+                self.outbox
+                    .push_back(BrokerOutput::Event(BrokerEvent::PartitionFaulted {
+                        topic: topic.to_owned(),
+                        partition,
+                        reason: FaultReason::Corrupt { offset: *offset },
+                    }));
+            }
+        }
         match output {
             LogOutput::Disk(request) => {
                 let route = DiskRoute::Log {
@@ -847,11 +941,32 @@ impl Broker {
             LogOutput::Recovered(report) => {
                 self.on_partition_recovered(now, topic, partition, report)
             }
+            LogOutput::Appended { request, .. } | LogOutput::AppendFailed { request, .. }
+                if self.replica_ops.contains_key(&request) =>
+            {
+                let (_, _, op) = self.replica_ops.remove(&request).expect("checked");
+                if let replica::ReplicaOp::Append { leader_epoch } = op {
+                    let result = match output {
+                        LogOutput::AppendFailed { error, .. } => Err(error),
+                        _ => Ok(()),
+                    };
+                    self.on_replica_appended(now, topic, partition, leader_epoch, result);
+                }
+            }
+            LogOutput::ReadDone { request, result } if self.replica_ops.contains_key(&request) => {
+                let (_, _, op) = self.replica_ops.remove(&request).expect("checked");
+                if let replica::ReplicaOp::Read { from, request } = op {
+                    self.on_replica_read_done(topic, partition, from, request, result);
+                }
+            }
             LogOutput::Appended {
                 request,
                 base_offset,
                 last_offset,
-            } => self.on_appended(topic, partition, request, base_offset, last_offset),
+            } => {
+                self.on_appended(topic, partition, request, base_offset, last_offset);
+                self.wake_parked_replicas(now, topic, partition);
+            }
             LogOutput::AppendFailed { request, error } => {
                 self.on_append_failed(topic, partition, request, error)
             }
@@ -861,13 +976,21 @@ impl Broker {
             LogOutput::OffsetForTimestamp { request, result } => {
                 self.on_offset_for_timestamp(topic, partition, request, result)
             }
+            LogOutput::Durable { offset } if self.replication().is_some() => {
+                self.advance_local_waiters(topic, partition, offset);
+                self.recompute_high_watermark(now, topic, partition);
+                self.maybe_fetch(now, topic, partition);
+            }
             LogOutput::Durable { offset } => {
                 if self.config.flush_policy == FlushPolicy::GroupCommit {
                     self.advance_high_watermark(now, topic, partition, offset);
                 }
             }
-            // The cut recovery planned is done: the log takes appends again.
-            LogOutput::Truncated { .. } => self.on_partition_settled(now),
+            // The cut recovery planned (or a follower asked for) is done.
+            LogOutput::Truncated { .. } => {
+                self.on_replica_truncated(now, topic, partition);
+                self.on_partition_settled(now);
+            }
             LogOutput::Faulted(reason) => self.on_partition_faulted(topic, partition, reason),
         }
     }
@@ -880,11 +1003,17 @@ impl Broker {
         report: RecoveryReport,
     ) {
         let flush_none = self.config.flush_policy == FlushPolicy::None;
+        let replicated = self.replication().is_some();
         if let Some(p) = self.partition_mut(topic, partition) {
             // Recovery syncs what it kept, so everything in the log is durable and visible.
             p.high_watermark = p.log.durable_offset().max(p.log.log_start_offset());
             if flush_none {
                 p.high_watermark = p.log.log_end_offset();
+            }
+            if replicated {
+                // A replica learns what is committed from its leader (or, leading, from its
+                // followers); what it holds is not committed just because it is durable here.
+                p.high_watermark = p.log.log_start_offset();
             }
         }
         self.outbox
@@ -923,8 +1052,10 @@ impl Broker {
             self.outbox
                 .push_back(BrokerOutput::Event(BrokerEvent::Ready));
             self.start_tombstone_removals();
+            self.sync_topics_with_image(now);
             self.replay_held(now);
         }
+        self.refresh_roles(now);
         self.check_admin_waiters();
     }
 
@@ -959,11 +1090,56 @@ impl Broker {
             ready.push(p.durable_waiters.pop_front().expect("front checked").1);
         }
         let fetchers: Vec<Token> = std::mem::take(&mut p.fetch_waiters).into_iter().collect();
+        let after_append = self.after_append_error(topic, partition);
         for op in ready {
-            self.complete_produce_op(topic, partition, op);
+            match after_append {
+                Some(code) => self.fail_produce_op(topic, partition, op, code),
+                None => self.complete_produce_op(topic, partition, op),
+            }
         }
         for token in fetchers {
             self.wake_fetch(now, token);
+        }
+    }
+
+    /// acks=1 parts whose batch the local durable offset passed are answered.
+    fn advance_local_waiters(&mut self, topic: &str, partition: i32, offset: i64) {
+        let Some(p) = self.partition_mut(topic, partition) else {
+            return;
+        };
+        let mut ready = Vec::new();
+        while p
+            .local_waiters
+            .front()
+            .is_some_and(|(next, _)| *next <= offset)
+        {
+            ready.push(p.local_waiters.pop_front().expect("front checked").1);
+        }
+        for op in ready {
+            self.complete_produce_op(topic, partition, op);
+        }
+    }
+
+    fn on_peer(&mut self, now: Instant, from: NodeId, message: PeerMessage) {
+        if self.replication().is_none() || !self.is_ready() {
+            return; // Peers retry; a recovering broker answers nothing.
+        }
+        match message {
+            PeerMessage::Fetch(request) => self.on_replica_fetch(now, from, request),
+            PeerMessage::FetchResponse(response) => {
+                self.on_replica_fetch_response(now, from, response)
+            }
+            PeerMessage::AlterPartitionResponse {
+                topic,
+                partition,
+                error,
+            } => self.on_alter_partition_refused(now, &topic, partition, error),
+            PeerMessage::TopicsResponse {
+                request,
+                results,
+                metadata_offset,
+            } => self.on_topics_response(now, request, results, metadata_offset),
+            _ => {}
         }
     }
 
@@ -991,6 +1167,16 @@ impl Broker {
             match timer {
                 BrokerTimer::FetchWait => self.on_fetch_wait_timeout(now),
                 BrokerTimer::LogTimeout => self.on_log_timeout(now),
+                BrokerTimer::ReplicaTick => {
+                    if let Some(interval) = self.replication().map(|r| r.tick_interval) {
+                        self.timers.set(BrokerTimer::ReplicaTick, now + interval);
+                    }
+                    if self.is_ready() {
+                        self.sync_topics_with_image(now);
+                        self.on_replica_tick(now);
+                    }
+                    self.check_forwards(now);
+                }
             }
         }
     }
@@ -1147,6 +1333,7 @@ impl Broker {
 
     fn load_registry(&mut self, now: Instant, registry: Registry) {
         self.store.sequence = registry.sequence;
+        self.image_floor = registry.metadata_offset;
         let mut partitions = 0u32;
         for record in &registry.topics {
             let config =
@@ -1220,6 +1407,9 @@ impl Broker {
 
     fn registry_snapshot(&self) -> Registry {
         Registry {
+            metadata_offset: self
+                .image_floor
+                .max(self.image.as_ref().map_or(0, |i| i.offset)),
             sequence: self.store.sequence + 1,
             topics: self
                 .topics

@@ -175,7 +175,9 @@ impl Broker {
         if !p.is_serving() {
             return Err(errors::NOT_LEADER_OR_FOLLOWER);
         }
-        if acks == -1 && t.config.min_insync_replicas > 1 {
+        if self.replication().is_some() {
+            self.check_replicated_produce(topic.0.as_str(), partition, acks)?;
+        } else if acks == -1 && t.config.min_insync_replicas > 1 {
             return Err(errors::NOT_ENOUGH_REPLICAS);
         }
         let batch = records.unwrap_or_default();
@@ -237,6 +239,17 @@ impl Broker {
             .is_some_and(|p| p.high_watermark >= next_offset);
         if acks == 0 || visible {
             return self.complete_produce_op(topic, partition, op_id);
+        }
+        if acks == 1 && self.replication().is_some() {
+            // acks=1 in a cluster: the leader's own copy is enough (here: durable).
+            let local = self.local_end(topic, partition).unwrap_or(-1);
+            if local >= next_offset {
+                return self.complete_produce_op(topic, partition, op_id);
+            }
+            if let Some(p) = self.partition_mut(topic, partition) {
+                p.local_waiters.push_back((next_offset, op_id));
+            }
+            return;
         }
         if let Some(p) = self.partition_mut(topic, partition) {
             debug_assert!(p

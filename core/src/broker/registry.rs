@@ -31,7 +31,8 @@ pub const REGISTRY_DIR: &str = "seedlog-meta";
 pub const REGISTRY_SLOTS: [&str; 2] = ["topics.0", "topics.1"];
 
 const MAGIC: u32 = 0x534c_5452;
-const VERSION: u16 = 1;
+/// Version 2 added the metadata offset; version 1 files (without it) still load.
+const VERSION: u16 = 2;
 const HEADER_LEN: usize = 4 + 2 + 8 + 4 + 4;
 const CRC_AT: usize = 18;
 
@@ -68,6 +69,10 @@ pub struct Registry {
     pub topics: Vec<TopicRecord>,
     /// Deleted topics with files left to remove.
     pub tombstones: Vec<TombstoneRecord>,
+    /// In a cluster: the offset of the metadata image the topics reflect. An image older than
+    /// this (a voter replaying its log, a delayed heartbeat answer) must not remove topics
+    /// this broker already knows to exist. 0 for a single broker.
+    pub metadata_offset: u64,
 }
 
 /// The slot a registry of `sequence` is written to.
@@ -101,6 +106,7 @@ impl Registry {
             body.extend_from_slice(tombstone.id.as_bytes());
             body.extend_from_slice(&tombstone.partitions.to_be_bytes());
         }
+        body.extend_from_slice(&self.metadata_offset.to_be_bytes());
         if HEADER_LEN + body.len() > METADATA_FILE_BYTES_MAX as usize {
             return None;
         }
@@ -119,7 +125,11 @@ impl Registry {
     /// Decodes a slot file; `None` if it is torn, damaged or of an unknown format.
     pub fn decode(bytes: &[u8]) -> Option<Registry> {
         let mut r = Reader { bytes, pos: 0 };
-        if r.u32()? != MAGIC || r.u16()? != VERSION {
+        if r.u32()? != MAGIC {
+            return None;
+        }
+        let version = r.u16()?;
+        if version != 1 && version != VERSION {
             return None;
         }
         let sequence = r.u64()?;
@@ -149,6 +159,9 @@ impl Registry {
                 id,
                 partitions,
             });
+        }
+        if version >= 2 {
+            registry.metadata_offset = r.u64()?;
         }
         (r.pos == body.len()).then_some(registry)
     }
@@ -254,6 +267,7 @@ mod tests {
                 id: Uuid::from_u128(9),
                 partitions: 1,
             }],
+            metadata_offset: 77,
         };
         let bytes = registry.encode().expect("small registry encodes");
         assert_eq!(Registry::decode(&bytes), Some(registry.clone()));

@@ -80,6 +80,7 @@ impl Harness {
                 BrokerOutput::CloseConnection { connection } => self.closed.push(connection),
                 BrokerOutput::ShutdownComplete => self.shutdown_complete = true,
                 BrokerOutput::Event(_) => {}
+                BrokerOutput::Send { .. } => panic!("a single broker sends nothing to peers"),
             }
         }
     }

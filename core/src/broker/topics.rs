@@ -229,6 +229,18 @@ impl Broker {
     ) {
         let _ = now;
         let id = self.new_topic_id();
+        self.insert_topic_with_id(name, partitions, overrides, config, id);
+    }
+
+    /// Records a topic (with the id the controller gave it, in a cluster).
+    pub(super) fn insert_topic_with_id(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        overrides: BTreeMap<String, String>,
+        config: TopicConfig,
+        id: Uuid,
+    ) {
         let topic = Topic {
             id,
             overrides,
@@ -344,7 +356,7 @@ impl Broker {
     }
 
     /// Takes a topic out of service and records its tombstone.
-    fn delete_topic(&mut self, now: Instant, name: &str) {
+    pub(super) fn delete_topic(&mut self, now: Instant, name: &str) {
         let Some(topic) = self.topics.get(name) else {
             return;
         };

@@ -5,6 +5,8 @@ pub mod controller;
 pub mod metadata;
 pub mod node;
 pub mod peer;
+#[cfg(test)]
+mod tests;
 
 pub use metadata::{
     BrokerInfo, Endpoint, MetadataBatch, MetadataImage, MetadataRecord, PartitionChange,

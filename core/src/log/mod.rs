@@ -221,6 +221,12 @@ pub enum FaultReason {
     Disk(DiskError),
     /// A disk completion did not match what was asked (a driver bug).
     UnexpectedCompletion,
+    /// Stored bytes at `offset` failed their check when read (reported by the log's owner,
+    /// which takes the partition offline as Kafka takes a log directory offline).
+    Corrupt {
+        /// The offset being read.
+        offset: i64,
+    },
 }
 
 /// What the log tells its owner.
@@ -543,6 +549,15 @@ impl Log {
             }
             State::Recovering(_) => self.epoch_to_assign = Some(epoch),
             State::Faulted(_) => {}
+        }
+    }
+
+    /// Forgets the epochs that start at or after `offset`. A follower calls it with its log end
+    /// offset: an epoch it assigned when it last led, with no batch written in it, would make
+    /// it report a last epoch its log does not hold.
+    pub fn forget_epochs_from(&mut self, offset: i64) {
+        if let State::Ready = self.state {
+            self.epochs.truncate_from_end(offset);
         }
     }
 

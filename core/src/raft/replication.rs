@@ -75,7 +75,9 @@ impl RaftNode {
         let ordered = prev_term <= term
             && entries
                 .iter()
-                .try_fold(prev_term, |last, e| (last <= e.term && e.term <= term).then_some(e.term))
+                .try_fold(prev_term, |last, e| {
+                    (last <= e.term && e.term <= term).then_some(e.term)
+                })
                 .is_some();
         if !consecutive || !ordered || entries.len() > RAFT_APPEND_ENTRIES_MAX {
             return;

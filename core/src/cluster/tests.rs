@@ -1,0 +1,366 @@
+//! A small deterministic cluster on in-memory disks and a perfect network: the end-to-end
+//! path of controller election, broker registration, topic creation, replication, acks=all
+//! and failover. Faults are the simulator's job; these tests pin the happy paths.
+
+use super::*;
+use crate::broker::{BrokerConfig, ConnectionId, RequestContext};
+use crate::io::mem_disk::MemDisk;
+use crate::io::DiskCompletion;
+use crate::raft::NodeId;
+use crate::record_batch::{encode, BatchSpec, NewRecord};
+use crate::time::{Duration, Instant};
+use bytes::Bytes;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use std::collections::{BTreeMap, BTreeSet};
+
+const NET_LATENCY: Duration = Duration::from_millis(1);
+
+struct Cluster {
+    now: Instant,
+    nodes: BTreeMap<NodeId, Node>,
+    disks: BTreeMap<NodeId, MemDisk>,
+    down: BTreeSet<NodeId>,
+    /// Messages in flight: (arrival, sequence) → (from, to, message).
+    wire: BTreeMap<(Instant, u64), (NodeId, NodeId, PeerMessage)>,
+    seq: u64,
+    responses: Vec<(NodeId, ConnectionId, Option<Box<ResponseKind>>)>,
+    correlation: i32,
+}
+
+fn config(id: NodeId, voters: &[NodeId]) -> NodeConfig {
+    let endpoint = Endpoint {
+        host: "127.0.0.1".into(),
+        port: 9090 + id as u16,
+    };
+    let mut config = NodeConfig::new(id, voters.to_vec(), endpoint, BrokerConfig::default());
+    config.heartbeat_interval = Duration::from_millis(50);
+    config.session_timeout = Duration::from_millis(600);
+    config.replica_lag_time_max = Duration::from_millis(1_000);
+    config.replica_fetch_wait_max = Duration::from_millis(100);
+    config.replica_fetch_backoff = Duration::from_millis(50);
+    config.raft_timing = (
+        Duration::from_millis(150),
+        Duration::from_millis(300),
+        Duration::from_millis(50),
+    );
+    config
+}
+
+impl Cluster {
+    fn new(size: u32) -> Cluster {
+        let voters: Vec<NodeId> = (1..=size).collect();
+        let now = Instant::ZERO + Duration::from_secs(1);
+        let mut cluster = Cluster {
+            now,
+            nodes: BTreeMap::new(),
+            disks: BTreeMap::new(),
+            down: BTreeSet::new(),
+            wire: BTreeMap::new(),
+            seq: 0,
+            responses: Vec::new(),
+            correlation: 0,
+        };
+        for id in &voters {
+            cluster.disks.insert(*id, MemDisk::default());
+            let node = Node::new(config(*id, &voters), u64::from(*id), now);
+            cluster.nodes.insert(*id, node);
+            cluster.drain(*id);
+        }
+        cluster
+    }
+
+    fn drain(&mut self, id: NodeId) {
+        loop {
+            let Some(node) = self.nodes.get_mut(&id) else {
+                return;
+            };
+            let Some(output) = node.poll_output() else {
+                return;
+            };
+            match output {
+                NodeOutput::Disk(request) => {
+                    let result = self.disks.get_mut(&id).expect("disk").execute(request.op);
+                    let completion = DiskCompletion {
+                        id: request.id,
+                        result,
+                    };
+                    let now = self.now;
+                    self.nodes
+                        .get_mut(&id)
+                        .expect("node")
+                        .handle(now, NodeInput::Disk(completion));
+                }
+                NodeOutput::Send { to, message } => {
+                    self.seq += 1;
+                    self.wire
+                        .insert((self.now + NET_LATENCY, self.seq), (id, to, message));
+                }
+                NodeOutput::Response {
+                    connection, body, ..
+                } => self.responses.push((id, connection, body)),
+                _ => {}
+            }
+        }
+    }
+
+    /// Advances simulated time to `until`, delivering messages and timeouts in order.
+    fn run_until(&mut self, until: Instant) {
+        loop {
+            let next_message = self.wire.keys().next().map(|(at, _)| *at);
+            let next_timer = self
+                .nodes
+                .iter()
+                .filter_map(|(id, n)| n.poll_timeout().map(|at| (at, *id)))
+                .min();
+            let next = match (next_message, next_timer) {
+                (Some(m), Some((t, _))) => m.min(t),
+                (Some(m), None) => m,
+                (None, Some((t, _))) => t,
+                (None, None) => break,
+            };
+            if next > until {
+                break;
+            }
+            self.now = self.now.max(next);
+            if next_message == Some(next) {
+                let key = *self.wire.keys().next().expect("checked");
+                let (from, to, message) = self.wire.remove(&key).expect("checked");
+                if self.down.contains(&to) || self.down.contains(&from) {
+                    continue;
+                }
+                if let Some(node) = self.nodes.get_mut(&to) {
+                    node.handle(self.now, NodeInput::Peer { from, message });
+                    self.drain(to);
+                }
+            } else if let Some((_, id)) = next_timer {
+                let now = self.now;
+                self.nodes
+                    .get_mut(&id)
+                    .expect("node")
+                    .handle(now, NodeInput::Timeout);
+                self.drain(id);
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    fn run_for(&mut self, duration: Duration) {
+        let until = self.now + duration;
+        self.run_until(until);
+    }
+
+    /// Sends a request to `node` and runs until it is answered (or `limit` passes).
+    fn request(
+        &mut self,
+        node: NodeId,
+        api_key: ApiKey,
+        version: i16,
+        body: RequestKind,
+    ) -> Option<ResponseKind> {
+        self.correlation += 1;
+        let connection = 1_000 + self.correlation as u64;
+        let context = RequestContext {
+            api_key,
+            api_version: version,
+            correlation_id: self.correlation,
+        };
+        let now = self.now;
+        self.nodes.get_mut(&node)?.handle(
+            now,
+            NodeInput::Request {
+                connection,
+                context,
+                body,
+            },
+        );
+        self.drain(node);
+        let deadline = self.now + Duration::from_secs(10);
+        while self.now < deadline {
+            if let Some(pos) = self
+                .responses
+                .iter()
+                .position(|(n, c, _)| *n == node && *c == connection)
+            {
+                let (_, _, body) = self.responses.remove(pos);
+                return body.map(|b| *b);
+            }
+            self.run_for(Duration::from_millis(5));
+        }
+        None
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        self.down.insert(id);
+        self.nodes.remove(&id);
+        self.disks.get_mut(&id).expect("disk").crash();
+    }
+
+    fn restart(&mut self, id: NodeId) {
+        self.down.remove(&id);
+        let voters: Vec<NodeId> = self.disks.keys().copied().collect();
+        let node = Node::new(config(id, &voters), 100 + u64::from(id), self.now);
+        self.nodes.insert(id, node);
+        self.drain(id);
+    }
+
+    fn image(&self, id: NodeId) -> MetadataImage {
+        self.nodes[&id]
+            .broker()
+            .image()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn leader_of(&self, observer: NodeId, topic: &str) -> Option<(NodeId, i32)> {
+        let image = self.image(observer);
+        let p = image.partition(topic, 0)?;
+        Some((p.leader?, p.leader_epoch))
+    }
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+fn create_topic(rf: i16, min_isr: &str) -> RequestKind {
+    let topic = CreatableTopic::default()
+        .with_name(name("t"))
+        .with_num_partitions(1)
+        .with_replication_factor(rf)
+        .with_configs(vec![CreatableTopicConfig::default()
+            .with_name(StrBytes::from_static_str("min.insync.replicas"))
+            .with_value(Some(StrBytes::from_string(min_isr.to_owned())))]);
+    RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic]))
+}
+
+fn produce(value: &str) -> RequestKind {
+    let records = encode(
+        &BatchSpec::default(),
+        &[NewRecord {
+            timestamp: 1,
+            key: None,
+            value: Some(Bytes::copy_from_slice(value.as_bytes())),
+            headers: vec![],
+        }],
+    );
+    let data = PartitionProduceData::default()
+        .with_index(0)
+        .with_records(Some(records));
+    let topic = TopicProduceData::default()
+        .with_name(name("t"))
+        .with_partition_data(vec![data]);
+    RequestKind::Produce(
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5_000)
+            .with_topic_data(vec![topic]),
+    )
+}
+
+fn fetch(offset: i64) -> RequestKind {
+    let part = FetchPartition::default()
+        .with_partition(0)
+        .with_fetch_offset(offset)
+        .with_partition_max_bytes(1 << 20);
+    let topic = FetchTopic::default()
+        .with_topic(name("t"))
+        .with_partitions(vec![part]);
+    RequestKind::Fetch(
+        FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 24)
+            .with_session_epoch(-1)
+            .with_topics(vec![topic]),
+    )
+}
+
+fn produce_result(response: Option<ResponseKind>) -> (i16, i64) {
+    let Some(ResponseKind::Produce(r)) = response else {
+        panic!("no produce response: {response:?}")
+    };
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+/// Elects a controller, registers and unfences all brokers, creates a topic with rf=3.
+fn cluster_with_topic() -> Cluster {
+    let mut c = Cluster::new(3);
+    c.run_for(Duration::from_secs(3));
+    let image = c.image(1);
+    assert_eq!(image.brokers.len(), 3, "all brokers registered: {image:?}");
+    assert!(image.brokers.values().all(|b| !b.fenced), "{image:?}");
+    let Some(ResponseKind::CreateTopics(r)) =
+        c.request(1, ApiKey::CreateTopics, 5, create_topic(3, "2"))
+    else {
+        panic!("no create response")
+    };
+    assert_eq!(r.topics[0].error_code, 0, "{r:?}");
+    c.run_for(Duration::from_millis(500));
+    c
+}
+
+#[test]
+fn acks_all_is_answered_once_every_isr_member_has_the_batch() {
+    let mut c = cluster_with_topic();
+    let (leader, epoch) = c.leader_of(1, "t").expect("a leader");
+    assert_eq!(epoch, 0);
+    for i in 0..5 {
+        let (code, offset) =
+            produce_result(c.request(leader, ApiKey::Produce, 7, produce(&format!("v{i}"))));
+        assert_eq!((code, offset), (0, i), "produce {i}");
+        // Acknowledged: on every ISR member durably.
+        for node in c.nodes.values() {
+            let view = node
+                .broker()
+                .replica_views()
+                .into_iter()
+                .find(|v| v.topic == "t")
+                .expect("replica");
+            assert!(
+                view.durable_offset > i,
+                "node {} lacks offset {i}: {view:?}",
+                node.id()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_new_leader_from_the_isr_keeps_every_acknowledged_record() {
+    let mut c = cluster_with_topic();
+    let (leader, epoch) = c.leader_of(1, "t").expect("a leader");
+    for i in 0..3 {
+        let (code, _) =
+            produce_result(c.request(leader, ApiKey::Produce, 7, produce(&format!("v{i}"))));
+        assert_eq!(code, 0);
+    }
+    c.crash(leader);
+    c.run_for(Duration::from_secs(3));
+    let observer = *c.nodes.keys().next().expect("a live node");
+    let (new_leader, new_epoch) = c.leader_of(observer, "t").expect("a new leader");
+    assert_ne!(new_leader, leader);
+    assert!(new_epoch > epoch);
+    let (code, offset) =
+        produce_result(c.request(new_leader, ApiKey::Produce, 7, produce("after")));
+    assert_eq!((code, offset), (0, 3));
+    let Some(ResponseKind::Fetch(r)) = c.request(new_leader, ApiKey::Fetch, 11, fetch(0)) else {
+        panic!("no fetch response")
+    };
+    let part = &r.responses[0].partitions[0];
+    assert_eq!(part.error_code, 0);
+    assert_eq!(part.high_watermark, 4);
+    // The old leader rejoins as a follower and catches up.
+    c.restart(leader);
+    c.run_for(Duration::from_secs(3));
+    let view = c.nodes[&leader]
+        .broker()
+        .replica_views()
+        .into_iter()
+        .find(|v| v.topic == "t")
+        .expect("replica");
+    assert_eq!(view.log_end_offset, 4, "{view:?}");
+}
