@@ -236,7 +236,6 @@ impl ClusterSim {
         let step = self.timeline[index].clone();
         let names = std::mem::take(&mut self.names);
         let mut bound = None;
-        tracing::debug!(at = ?self.now, action = ?step.action, "scenario action");
         self.trace.add(&[self.now.0, 49, index as u64]);
         let all = self.params.node_ids();
         match &step.action {
@@ -333,6 +332,7 @@ impl ClusterSim {
             }
         }
         self.names = names;
+        tracing::debug!(at = ?self.now, action = ?step.action, node = ?bound, "scenario action");
         if let (Some(name), Some(id)) = (step.name, bound) {
             self.names.insert(name, id);
         }
