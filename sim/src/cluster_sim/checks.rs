@@ -19,7 +19,8 @@
 //! - **3** one leader per (partition, epoch) among the replicas themselves; one active
 //!   controller per term;
 //! - **4** (StrongIsr) everything below the leader's HW is durable on every ISR member that
-//!   follows the same epoch, with the same leader-epoch history;
+//!   follows the same epoch, with the same leader-epoch history (members that may lose data
+//!   to a wiped disk or rot are left to the end checks);
 //! - **5** `log start ≤ HW ≤ LEO`, and a leader's HW never decreases within its epoch.
 //!
 //! Liveness (**9**) is checked by the simulation's liveness phase; linearizability, lost and
@@ -84,10 +85,36 @@ pub struct NodeView {
     pub controller: Option<ControllerView>,
 }
 
-/// What the checker can see inside a running node, through `Node`'s inspection hooks; `None`
-/// while the node offers none, and then only the outside checks run.
-pub fn inspect(_node: &Node) -> Option<NodeView> {
-    None
+/// What the checker can see inside a running node, through `Node`'s inspection hooks (the
+/// broker's replica views and the quorum voter's state). Offline replicas (a faulted log) are
+/// left out: they hold no role to check.
+pub fn inspect(node: &Node) -> Option<NodeView> {
+    let replicas = node
+        .broker()
+        .replica_views()
+        .into_iter()
+        .filter(|v| v.leading.is_some())
+        .map(|v| ReplicaView {
+            topic: v.topic,
+            partition: v.partition.max(0) as u32,
+            is_leader: v.leading == Some(true),
+            leader_epoch: v.leader_epoch,
+            high_watermark: v.high_watermark,
+            log_end_offset: v.log_end_offset,
+            log_start_offset: v.log_start_offset,
+            durable_offset: v.durable_offset,
+            isr: v.isr,
+            epochs: v.epochs,
+        })
+        .collect();
+    let controller = node.quorum().map(|q| ControllerView {
+        term: q.term(),
+        active: node.controller().is_active(),
+    });
+    Some(NodeView {
+        replicas,
+        controller,
+    })
 }
 
 /// The checker's state.
@@ -122,6 +149,10 @@ pub(crate) struct Checks {
     controller_terms: BTreeMap<u64, NodeId>,
     /// Nodes that lost synced data.
     destroyed: BTreeSet<NodeId>,
+    /// Nodes that may lose synced data (a wiped or rotted replica may sit in the ISR until
+    /// the controller learns of it; whether it can lose acknowledged data is what the end
+    /// checks and the history decide).
+    destructible: BTreeSet<NodeId>,
 }
 
 impl Checks {
@@ -129,6 +160,7 @@ impl Checks {
     pub fn new(params: &ClusterSimParams) -> Checks {
         Checks {
             topics: params.topics.clone(),
+            destructible: params.destructible.iter().copied().collect(),
             ..Checks::default()
         }
     }
@@ -524,7 +556,8 @@ impl Checks {
                 continue;
             };
             for l in leader_view.replicas.iter().filter(|r| r.is_leader) {
-                for member in l.isr.iter().copied().filter(|m| *m != leader) {
+                let members = l.isr.iter().copied();
+                for member in members.filter(|m| *m != leader && !self.destructible.contains(m)) {
                     let Some(m) = view_of(member).and_then(|v| {
                         v.replicas.iter().find(|r| {
                             r.partition == l.partition
