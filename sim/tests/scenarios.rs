@@ -48,7 +48,6 @@ fn scenario_files_parse() {
 // before it dies, a follower's torn tail, a controller without quorum, a stale leader in a
 // minority, a wiped node) ends as its file says.
 #[test]
-#[ignore = "multi-node: needs replication and the controller in Node"]
 fn scenarios_end_as_expected() {
     run_all(|_| true);
 }
