@@ -37,6 +37,11 @@ impl LogSim {
                 ));
             }
         }
+        // A loss the storage explains and recovery reported is accepted now: from here on only
+        // what survived is promised, also when a crash interrupts the verification below
+        // (which restores the model from before this recovery) and the next recovery, its cut
+        // already durable, has nothing left to report.
+        self.model.durable = self.model.durable.min(report.log_end_offset);
         let log_start_before = self.model.log_start;
         self.model.log_start = report.log_start_offset;
         self.verify = Some(Verify {
