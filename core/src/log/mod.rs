@@ -751,12 +751,29 @@ impl Log {
     }
 
     /// Writes and syncs the next checkpoint slot; once it is durable, applies `cut`.
+    ///
+    /// A checkpoint for a cut lowers the recovery point, and it goes to both slots before the
+    /// files change: otherwise the other slot keeps the higher recovery point, and once a
+    /// later write of this slot fails or is torn (requests queued behind a failed one still
+    /// run), recovery falls back to it and reports as lost the data the cut removed.
     fn write_checkpoint(&mut self, round: bool, cut: Option<CutPlan>) {
-        let recovery_point = self.recovery_point;
+        if cut.is_some() {
+            self.emit_checkpoint(Pending::CheckpointSync {
+                round: false,
+                cut: None,
+            });
+        }
+        let cut = cut.map(Box::new);
+        self.emit_checkpoint(Pending::CheckpointSync { round, cut });
+    }
+
+    /// Writes the current state to the next checkpoint slot and syncs it.
+    fn emit_checkpoint(&mut self, synced: Pending) {
+        assert!(matches!(synced, Pending::CheckpointSync { .. }));
         self.checkpoint_sequence += 1;
         let checkpoint = Checkpoint {
             sequence: self.checkpoint_sequence,
-            recovery_point,
+            recovery_point: self.recovery_point,
             log_start_offset: self.log_start_offset,
         };
         let file = self.path(checkpoint.slot());
@@ -769,11 +786,7 @@ impl Log {
             },
             Pending::CheckpointWrite,
         );
-        let cut = cut.map(Box::new);
-        self.emit_disk(
-            DiskOp::Sync { file },
-            Pending::CheckpointSync { round, cut },
-        );
+        self.emit_disk(DiskOp::Sync { file }, synced);
     }
 
     fn on_round_complete(&mut self) {

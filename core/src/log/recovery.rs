@@ -7,13 +7,14 @@
 //! was never synced (a torn or lost tail); a cut below it means synced data was damaged, and
 //! the report says so instead of hiding it.
 //!
-//! The scan also rebuilds the leader epoch cache from each batch's partition leader epoch.
-//! That field lies outside the CRC, so damage to it shows only as an epoch that goes down from
-//! one batch to the next (appends never store one that does) or one that is negative. Recovery
-//! treats that as damage like a bad CRC: it re-reads both batches (the flip may have happened
-//! on the way from the disk), then cuts. It cannot tell which of the two epochs is wrong, so it
-//! cuts at the earlier, higher one: the epochs that survive stay monotonic, and an epoch raised
-//! by damage does not linger as the latest one, contradicting every later leader.
+//! The scan also rebuilds the leader epoch cache from each batch's partition leader epoch,
+//! keeping it monotonic: a batch whose epoch is below the latest (or negative) adds nothing.
+//! The field lies outside the CRC, so a damaged epoch shows at best as one that goes down, and
+//! cutting there would not help: damage that raised the epoch of the last batch is invisible
+//! until later appends carry the real, lower epoch, and a cut then would throw away intact
+//! synced data long after the damage. A raised epoch stays in the cache instead, until a new
+//! leader records its epoch (which replaces every entry at or above it) or a follower
+//! truncates the batch away.
 
 use super::checkpoint::{Checkpoint, CHECKPOINT_LEN, SLOTS};
 use super::segment::Segment;
@@ -31,14 +32,6 @@ pub enum CutReason {
     TornTail,
     /// A batch failed its framing or CRC check.
     Corrupt(BatchError),
-    /// A batch's partition leader epoch is negative or below its predecessor's (the field is
-    /// outside the CRC, so this is the only sign of damage to it).
-    LeaderEpoch {
-        /// The predecessor's epoch, if there is a predecessor.
-        previous: Option<i32>,
-        /// The epoch found.
-        found: i32,
-    },
     /// A batch or segment does not start at the offset after its predecessor.
     OffsetGap {
         /// The offset that should have come next.
@@ -118,10 +111,6 @@ pub(super) struct Recovery {
     rereads: u32,
     /// Segment files wholly below the log start, deleted once recovery finishes.
     below_log_start: Vec<i64>,
-    /// The last batch accepted: (segment base offset, file position, base offset).
-    previous: Option<(i64, u64, i64)>,
-    /// The batch whose leader epoch failed its check, and how often it was re-read.
-    epoch_rereads: Option<(i64, u32)>,
 }
 
 /// How often recovery re-reads a batch that failed its check before cutting there.
@@ -307,20 +296,17 @@ impl Log {
             let position = recovery.scan_position + consumed as u64;
             match checked {
                 Ok(header) if header.base_offset == expected => {
-                    if let Some(reason) = self.epoch_damage(&header) {
-                        return self.on_epoch_damage(now, position, header.base_offset, reason);
-                    }
-                    let recovery = self.recovery();
                     recovery.expected_next = Some(header.next_offset());
                     recovery.rereads = 0;
-                    recovery.previous = Some((base, position, header.base_offset));
                     consumed += header.size() as usize;
                     self.segments
                         .get_mut(&base)
                         .expect("inserted at scan start")
                         .push_batch(&header);
-                    self.epochs
-                        .assign(header.partition_leader_epoch, header.base_offset);
+                    let epoch = header.partition_leader_epoch;
+                    if epoch >= 0 && self.epochs.latest_epoch().is_none_or(|l| epoch > l) {
+                        self.epochs.assign(epoch, header.base_offset);
+                    }
                 }
                 // The base offset lies outside the CRC, so a bit flipped on the way from the
                 // disk shows up as a gap: read again before cutting, as for a bad CRC.
@@ -372,70 +358,6 @@ impl Log {
         self.read_next_chunk(now, 0);
     }
 
-    /// Why a batch's leader epoch shows damage, if it does: negative, or below the epoch of the
-    /// batch before it (the latest in the cache rebuilt so far).
-    fn epoch_damage(&self, header: &BatchHeader) -> Option<CutReason> {
-        let found = header.partition_leader_epoch;
-        let previous = self.epochs.latest_epoch();
-        (found < 0 || previous.is_some_and(|p| found < p))
-            .then_some(CutReason::LeaderEpoch { previous, found })
-    }
-
-    /// A batch at `position` failing its epoch check: re-read it with its predecessor, whose
-    /// epoch may be the damaged one, and cut once the damage stays.
-    fn on_epoch_damage(&mut self, now: Instant, position: u64, offset: i64, reason: CutReason) {
-        let recovery = self.recovery();
-        let base = recovery.files[recovery.current].0;
-        let attempts = match recovery.epoch_rereads {
-            Some((o, n)) if o == offset => n,
-            _ => 0,
-        };
-        let previous = recovery.previous;
-        if attempts < RECOVERY_REREADS_MAX {
-            recovery.epoch_rereads = Some((offset, attempts + 1));
-            return match previous {
-                Some(previous) => self.rescan_from(now, previous),
-                None => self.reread_at(now, position),
-            };
-        }
-        let negative = matches!(reason, CutReason::LeaderEpoch { found, .. } if found < 0);
-        match previous.filter(|_| !negative) {
-            Some((segment, position, offset)) => {
-                self.cut_scan_at(now, segment, position, offset, reason)
-            }
-            None => self.cut_scan(now, base, position, reason),
-        }
-    }
-
-    /// Forgets the batch at `(segment, position, offset)` and everything scanned after it, and
-    /// scans again from there.
-    fn rescan_from(&mut self, now: Instant, (segment, position, offset): (i64, u64, i64)) {
-        let recovery = self.recovery();
-        recovery.current = recovery
-            .files
-            .iter()
-            .position(|(b, _)| *b == segment)
-            .expect("a scanned segment is listed");
-        recovery.carry.clear();
-        recovery.scan_position = position;
-        recovery.expected_next = Some(offset);
-        recovery.previous = None;
-        let later: Vec<i64> = self
-            .segments
-            .range(segment + 1..)
-            .map(|(b, _)| *b)
-            .collect();
-        for base in later {
-            self.segments.remove(&base);
-        }
-        self.segments
-            .get_mut(&segment)
-            .expect("a scanned segment is in memory")
-            .truncate(offset, position);
-        self.epochs.truncate_from_end(offset);
-        self.read_next_chunk(now, 0);
-    }
-
     /// Reads the segment again from `position`, where a batch failed its checks.
     fn reread_at(&mut self, now: Instant, position: u64) {
         let recovery = self.recovery();
@@ -463,18 +385,6 @@ impl Log {
     /// Ends the scan at `position` of segment `base`; later segments are dropped.
     fn cut_scan(&mut self, now: Instant, base: i64, position: u64, reason: CutReason) {
         let offset = self.segments.get(&base).map_or(base, |s| s.next_offset);
-        self.cut_scan_at(now, base, position, offset, reason);
-    }
-
-    /// Ends the scan at the batch starting at `offset`, `position` of segment `base`.
-    fn cut_scan_at(
-        &mut self,
-        now: Instant,
-        base: i64,
-        position: u64,
-        offset: i64,
-        reason: CutReason,
-    ) {
         let recovery = self.recovery();
         recovery.cut = Some(Cut {
             offset,

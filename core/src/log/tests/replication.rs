@@ -60,8 +60,13 @@ impl Harness {
 
     /// Feeds `input` but runs only the first `budget` disk requests it leads to; the rest
     /// never happen (a crash comes next). True if all of them ran.
-    fn input_with_disk_budget(&mut self, input: LogInput, mut budget: usize) -> bool {
+    fn input_with_disk_budget(&mut self, input: LogInput, budget: usize) -> bool {
         self.log.handle(self.now, input);
+        self.drain_with_disk_budget(budget)
+    }
+
+    /// Drains outputs, running only the first `budget` disk requests; true if all ran.
+    fn drain_with_disk_budget(&mut self, mut budget: usize) -> bool {
         let mut completions = VecDeque::new();
         loop {
             while let Some(output) = self.log.poll_output() {
@@ -294,12 +299,13 @@ fn set_durable_epoch(h: &mut Harness, file: &str, position: usize, epoch: i32) {
     record_batch::set_partition_leader_epoch(&mut bytes[position..], epoch);
 }
 
-// The partition leader epoch is outside the CRC, so damage to it shows only as an epoch that
-// goes down or is negative. Recovery cuts there and reports the synced loss; it cuts at the
-// higher of the two epochs so a raised one never survives as the latest, and what it keeps
-// has monotonic epochs.
+// The partition leader epoch is outside the CRC, so damage to it cannot be told from a real
+// epoch. Recovery neither cuts there (damage that raised the last batch's epoch would show only
+// once later appends carry the real one, and a cut then would drop intact synced data) nor
+// lets the cache go down: a lowered or negative epoch adds nothing, a raised one stays until a
+// new leader's epoch replaces it.
 #[test]
-fn recovery_cuts_where_a_leader_epoch_goes_down() {
+fn recovery_keeps_the_epoch_cache_monotonic_when_an_epoch_is_damaged() {
     let mut config = small_config();
     config.sync_policy = SyncPolicy::Explicit;
     let build = |config: &LogConfig| {
@@ -309,49 +315,97 @@ fn recovery_cuts_where_a_leader_epoch_goes_down() {
                 .expect("append");
         }
         h.input(LogInput::Sync);
+        assert_eq!(h.log.epoch_entries(), &[(1, 0), (2, 8), (3, 16)]);
         h
     };
-    // Raised: batch 5 (offset 10, epoch 2) reads as epoch 9; batch 6 then goes down.
-    let mut h = build(&config);
-    let batches = durable_batches(&h);
-    let (file, position, header) = batches[5].clone();
-    assert_eq!((header.base_offset, header.partition_leader_epoch), (10, 2));
-    set_durable_epoch(&mut h, &file, position, 9);
+    let damaged = |epoch: i32, index: usize| {
+        let mut h = build(&config);
+        let (file, position, _) = durable_batches(&h)[index].clone();
+        set_durable_epoch(&mut h, &file, position, epoch);
+        h.disk.crash();
+        h.reopen(config.clone());
+        let report = recovered(&h.events);
+        assert_eq!((report.cut, report.durable_data_lost), (None, None));
+        assert_eq!(h.log.log_end_offset(), 24, "nothing is cut");
+        h
+    };
+    // Raised: batch 5 (offset 10, epoch 2) reads as epoch 9.
+    let mut h = damaged(9, 5);
+    assert_eq!(h.log.epoch_entries(), &[(1, 0), (2, 8), (9, 10)]);
+    h.log.assign_epoch(4);
+    assert_eq!(h.log.epoch_entries(), &[(1, 0), (2, 8), (4, 24)]);
+    // Lowered or negative: the cache is what the undamaged log gives.
+    let h = damaged(1, 9);
+    assert_eq!(h.log.epoch_entries(), &[(1, 0), (2, 8), (3, 16)]);
+    let h = damaged(-7, 3);
+    assert_eq!(h.log.epoch_entries(), &[(1, 0), (2, 8), (3, 16)]);
+    // Raised on the last batch, where nothing shows it: appends at the real epoch follow, and
+    // the next recovery keeps every one of them.
+    let mut h = damaged(9, 11);
+    assert_eq!(h.log.epoch_entries(), &[(1, 0), (2, 8), (3, 16), (9, 22)]);
+    h.append_at(99, batch(2, 1, 100), 3).expect("append");
+    assert_eq!(h.log.epoch_entries(), &[(1, 0), (2, 8), (3, 24)]);
+    h.input(LogInput::Sync);
     h.disk.crash();
     h.reopen(config.clone());
     let report = recovered(&h.events);
-    assert!(matches!(
-        report.cut,
-        Some(Cut {
-            offset: 10,
-            reason: CutReason::LeaderEpoch {
-                previous: Some(9),
-                found: 2
-            },
-            ..
-        })
-    ));
-    assert_eq!(report.durable_data_lost, Some((10, 24)));
-    assert_eq!(h.log.epoch_entries(), &[(1, 0), (2, 8)]);
-    // Lowered: batch 9 (offset 18, epoch 3) reads as epoch 1; the cut lands one batch earlier.
-    let mut h = build(&config);
-    let (file, position, header) = durable_batches(&h)[9].clone();
-    assert_eq!(header.base_offset, 18);
-    set_durable_epoch(&mut h, &file, position, 1);
-    h.disk.crash();
-    h.reopen(config.clone());
-    let report = recovered(&h.events);
-    assert_eq!(report.cut.map(|c| c.offset), Some(16));
-    assert_eq!(h.log.epoch_entries(), &[(1, 0), (2, 8)]);
-    // Negative: cut at that batch itself.
-    let mut h = build(&config);
-    let (file, position, _) = durable_batches(&h)[3].clone();
-    set_durable_epoch(&mut h, &file, position, -7);
-    h.disk.crash();
-    h.reopen(config);
-    let report = recovered(&h.events);
-    assert_eq!(report.cut.map(|c| c.offset), Some(6));
-    assert_eq!(h.log.epoch_entries(), &[(1, 0)]);
+    assert_eq!((report.cut, report.durable_data_lost), (None, None));
+    assert_eq!(h.log.log_end_offset(), 26);
+    assert_eq!(h.log.epoch_entries(), &[(1, 0), (2, 8), (3, 16), (9, 22)]);
+}
+
+impl Harness {
+    /// Opens the log but runs only the first `budget` disk requests; true if recovery and
+    /// everything after it ran.
+    fn reopen_with_disk_budget(&mut self, config: LogConfig, budget: usize) -> bool {
+        self.log = Log::open(config, self.now);
+        self.events.clear();
+        self.drain_with_disk_budget(budget)
+    }
+}
+
+// A process crash keeps a checkpoint that only reached the page cache; recovery adopts it.
+// If recovery then overwrote the other slot before making the adopted one durable, a power
+// loss tearing that write would bring back an older checkpoint whose recovery point a
+// truncation has since lowered, and recovery would report synced data lost that was removed
+// on purpose. Every crash point of the recovery after such a process crash is tried here.
+#[test]
+fn a_torn_checkpoint_never_brings_back_a_recovery_point_truncated_away() {
+    let mut config = small_config();
+    config.sync_policy = SyncPolicy::Explicit;
+    let slots = ["t-0/checkpoint.0", "t-0/checkpoint.1"];
+    // What a power loss does to each slot's unsynced write: drops it or tears it.
+    for fates in [[false, false], [false, true], [true, false], [true, true]] {
+        for budget in 0.. {
+            let mut h = Harness::open(config.clone());
+            for i in 0..10u64 {
+                h.append_at(i, batch(2, i as u8, 100), 1).expect("append");
+            }
+            h.input(LogInput::Sync);
+            h.input(LogInput::TruncateTo { offset: 6 });
+            h.append_at(20, batch(2, 1, 100), 1).expect("append");
+            // The segment sync and the checkpoint write run; the checkpoint's sync does not.
+            assert!(!h.input_with_disk_budget(LogInput::Sync, 2));
+            let finished = h.reopen_with_disk_budget(config.clone(), budget);
+            for (slot, torn) in slots.iter().zip(fates) {
+                let volatile = h.disk.volatile.get(*slot).cloned().unwrap_or_default();
+                let durable = h.disk.durable.entry(slot.to_string()).or_default();
+                if torn && volatile != *durable && volatile.len() >= 20 {
+                    durable.resize(volatile.len(), 0);
+                    durable[..20].copy_from_slice(&volatile[..20]);
+                }
+            }
+            h.disk.crash();
+            h.reopen(config.clone());
+            let report = recovered(&h.events);
+            let at = format!("fates {fates:?}, budget {budget}: {report:?}");
+            assert_eq!(report.durable_data_lost, None, "{at}");
+            assert!(h.log.log_end_offset() >= 6, "{at}");
+            if finished {
+                break;
+            }
+        }
+    }
 }
 
 // A follower that fell below the leader's log start discards everything and continues empty
