@@ -83,7 +83,10 @@ pub(super) struct LeaderState {
     pub(super) isr: Vec<NodeId>,
     pub(super) partition_epoch: i32,
     followers: BTreeMap<NodeId, Progress>,
-    /// An ISR change sent to the controller, and when.
+    /// Every member any ISR change sent for the current partition epoch named, and when the
+    /// last was sent. Any of them may still be applied (a refusal from one voter does not stop
+    /// a copy that reached the active controller), so all count for the high watermark until
+    /// the image moves past this partition epoch.
     pending_isr: Option<(Vec<NodeId>, Instant)>,
     /// Follower fetches waiting for data: (follower, request, deadline).
     parked: Vec<(NodeId, ReplicaFetch, Instant)>,
@@ -677,6 +680,10 @@ impl Broker {
                 return;
             }
         }
+        let mut proposed: Vec<NodeId> = Vec::new();
+        if let Some((pending, _)) = &leader.pending_isr {
+            proposed = pending.clone();
+        }
         let hw = p.high_watermark;
         let mut isr: Vec<NodeId> = leader
             .isr
@@ -715,9 +722,14 @@ impl Broker {
             partition_epoch: leader.partition_epoch,
             isr: isr.clone(),
         };
+        for id in &isr {
+            if !proposed.contains(id) {
+                proposed.push(*id);
+            }
+        }
         if let Some(p) = self.partition_mut(topic, partition) {
             if let Role::Leader(leader) = &mut p.role {
-                leader.pending_isr = Some((isr, now));
+                leader.pending_isr = Some((proposed, now));
             }
         }
         self.send_peer(PeerTarget::Controller, PeerMessage::AlterPartition(message));
@@ -734,12 +746,16 @@ impl Broker {
         let Ok(partition) = i32::try_from(partition) else {
             return;
         };
+        // Refused here, but a copy sent earlier may still be applied: keep its members in the
+        // maximal ISR and only allow a retry at once (as if it was sent long ago).
+        let _ = now;
         if let Some(p) = self.partition_mut(topic, partition) {
             if let Role::Leader(leader) = &mut p.role {
-                leader.pending_isr = None;
+                if let Some((_, sent)) = &mut leader.pending_isr {
+                    *sent = Instant::ZERO;
+                }
             }
         }
-        self.recompute_high_watermark(now, topic, partition);
     }
 
     // ---- follower side ----
