@@ -186,10 +186,11 @@ fn one(
 
 fn print_cluster_report(report: &ClusterSimReport, wall: f64) {
     println!(
-        "events: {}  simulated: {:?}  wall: {wall:.3}s  crashes: {}  wipes: {}  peer messages: {}  requests: {}  acked: {}  polled: {}  converged after: {:?}",
+        "events: {}  simulated: {:?}  wall: {wall:.3}s  crashes: {}  shutdowns: {}  wipes: {}  peer messages: {}  requests: {}  acked: {}  polled: {}  converged after: {:?}",
         report.events,
         report.simulated,
         report.crashes,
+        report.shutdowns,
         report.wipes,
         report.peer_messages,
         report.requests,

@@ -35,15 +35,15 @@
 //!
 //! Actions (`do`): `partition` (`sides`: lists of nodes; links between different sides are
 //! cut, nodes on no side keep every link, and `"rest"` puts every unnamed node on a side),
-//! `isolate` (`node`), `one-way`
-//! (`from` no longer reaches `to`), `bridge` (`node` bridges `side` and the rest), `heal`,
-//! `crash` (`node`, `power_loss`), `restart` (`node`), `pause` (`node`, `for_ms`), `wipe`
-//! (`node`: power loss, disk wiped but the controller quorum's files, restart after `for_ms`),
-//! `rot` (`node`: one bit flipped at rest), `clock-jump` (`node`, `by_ms`), `isolate-clients`
-//! (from `node`, or from every node), `heal-clients`. A `[swarm]` table sets fault rates by
-//! the names of [`ClusterSimParams`]' fields (`drop`, `duplicate`, `delay`, `stall`,
-//! `crash_every_ms`, `partition_every_ms`, `pause_every_ms`, `client_isolate_every_ms`,
-//! `clock_jump_every_ms`, `power_loss`, `torn_write`, `sync_error`).
+//! `isolate` (`node`), `one-way` (`from` no longer reaches `to`), `bridge` (`node` bridges
+//! `side` and the rest), `heal`, `crash` (`node`, `power_loss`), `shutdown` (`node`: a
+//! controlled shutdown), `restart` (`node`), `pause` (`node`, `for_ms`), `wipe` (`node`: power
+//! loss, disk wiped but the controller quorum's files, restart after `for_ms`), `rot` (`node`:
+//! one bit flipped at rest), `clock-jump` (`node`, `by_ms`), `isolate-clients` (from `node`,
+//! or from every node), `heal-clients`. A `[swarm]` table sets fault rates by the names of
+//! [`ClusterSimParams`]' fields (`drop`, `duplicate`, `delay`, `stall`, `crash_every_ms`,
+//! `partition_every_ms`, `pause_every_ms`, `client_isolate_every_ms`, `clock_jump_every_ms`,
+//! `power_loss`, `graceful_share`, `torn_write`, `sync_error`).
 
 use crate::cluster_sim::params::{ClusterSimParams, TopicSpec};
 use seedlog_core::canary::{Canaries, Canary};
@@ -83,6 +83,9 @@ pub enum Action {
     Heal,
     /// Crash a node (power loss: unsynced writes lost); it stays down until `Restart`.
     Crash(NodeSelector, bool),
+    /// A controlled shutdown (leaderships moved away, logs synced; killed if it takes longer
+    /// than the seed's timeout); the node stays down until `Restart`.
+    Shutdown(NodeSelector),
     /// Start a crashed node again.
     Restart(NodeSelector),
     /// Stop a node's world for this many milliseconds.
@@ -246,6 +249,7 @@ impl ActionFile {
             ),
             "heal" => Action::Heal,
             "crash" => Action::Crash(self.node()?, self.power_loss.unwrap_or(false)),
+            "shutdown" => Action::Shutdown(self.node()?),
             "restart" => Action::Restart(self.node()?),
             "pause" => Action::Pause(self.node()?, self.for_ms.ok_or("pause needs `for_ms`")?),
             "wipe" => Action::Wipe(self.node()?, self.for_ms.unwrap_or(100)),
@@ -290,6 +294,7 @@ fn set(params: &mut ClusterSimParams, key: &str, value: &toml::Value) -> Result<
         "client_isolate_every_ms" => params.client_isolate_every_ms = n,
         "clock_jump_every_ms" => params.clock_jump_every_ms = n,
         "power_loss" => params.power_loss = x,
+        "graceful_share" => params.graceful_share = x,
         "torn_write" => params.disk.torn_write = x,
         "sync_error" => params.disk.sync_error = x,
         _ => return Err(format!("unknown setting {key:?}")),
@@ -319,6 +324,7 @@ impl Scenario {
             .collect();
         let mut params = ClusterSimParams::quiet(file.seed, nodes, voters, topics);
         params.safety_ms = file.safety_ms;
+        params.shutdown_timeout_ms = 5_000;
         for (key, value) in file.workload.iter().chain(file.swarm.iter()) {
             set(&mut params, key, value).map_err(at)?;
         }

@@ -66,7 +66,12 @@ impl ClusterSim {
                 let id = self.random_node();
                 let power_loss = self.rng.faults.chance(self.params.power_loss);
                 let down = self.rng.faults.range_inclusive(1, self.params.down_ms_max);
-                self.crash(id, power_loss, Duration::from_millis(down));
+                let down = Duration::from_millis(down);
+                if self.rng.faults.chance(self.params.graceful_share) {
+                    self.shutdown(id, down);
+                } else {
+                    self.crash(id, power_loss, down);
+                }
             }
             FaultKind::Pause => {
                 let id = self.random_node();
@@ -288,6 +293,12 @@ impl ClusterSim {
                 // Down until a `restart` (or the liveness phase) brings it back.
                 let forever = Duration::from_secs(1 << 30);
                 self.crash(id, *power_loss, forever);
+            }
+            Action::Shutdown(s) => {
+                let id = self.resolve(s, &names);
+                bound = Some(id);
+                // Down until a `restart` (or the liveness phase) brings it back.
+                self.shutdown(id, Duration::from_secs(1 << 30));
             }
             Action::Restart(s) => {
                 let id = self.resolve(s, &names);

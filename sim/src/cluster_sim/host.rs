@@ -70,6 +70,7 @@ impl ClusterSim {
         node.incarnation += 1;
         node.timer_at = None;
         node.restart_pending = false;
+        node.shutting_down = None;
         node.disk_free_at = now;
         node.server_conns.clear();
         let local = node.clock.local(now);
@@ -124,7 +125,7 @@ impl ClusterSim {
             NodeOutput::Send { to, message } => self.send_peer(id, to, message),
             NodeOutput::Disk(request) => self.submit_disk(id, request),
             NodeOutput::Event(event) => self.on_node_event(id, event),
-            NodeOutput::ShutdownComplete => self.trace.add(&[self.now.0, 11, u64::from(id)]),
+            NodeOutput::ShutdownComplete => self.on_shutdown_complete(id),
         }
     }
 
@@ -310,6 +311,49 @@ impl ClusterSim {
         );
     }
 
+    /// Starts a controlled shutdown of node `id`: it moves its leaderships away and syncs,
+    /// then stops for `down`; if it has not finished within the timeout it is killed.
+    pub(super) fn shutdown(&mut self, id: NodeId, down: Duration) {
+        if self.node(id).node.is_none() || self.node(id).shutting_down.is_some() {
+            return;
+        }
+        self.trace.add(&[self.now.0, 15, u64::from(id)]);
+        tracing::debug!(at = ?self.now, node = id, "controlled shutdown");
+        self.node(id).shutting_down = Some(down);
+        let incarnation = self.node(id).incarnation;
+        let at = self.now + Duration::from_millis(self.params.shutdown_timeout_ms.max(1));
+        self.schedule(
+            at,
+            Event::ShutdownDeadline {
+                node: id,
+                incarnation,
+            },
+        );
+        self.feed(id, NodeInput::Shutdown);
+    }
+
+    fn on_shutdown_complete(&mut self, id: NodeId) {
+        self.trace.add(&[self.now.0, 11, u64::from(id)]);
+        let Some(down) = self.node(id).shutting_down else {
+            return self
+                .checks
+                .violation(format!("node {id} reported a shutdown nobody asked for"));
+        };
+        // The process exits cleanly: what it wrote stays in the page cache.
+        self.report.shutdowns += 1;
+        self.crash(id, false, down);
+    }
+
+    pub(super) fn on_shutdown_deadline(&mut self, id: NodeId, incarnation: u64) {
+        let node = self.node(id);
+        if node.incarnation == incarnation && node.node.is_some() {
+            if let Some(down) = node.shutting_down {
+                tracing::debug!(at = ?self.now, node = id, "controlled shutdown timed out: killed");
+                self.crash(id, false, down);
+            }
+        }
+    }
+
     /// Stops node `id` (losing unsynced writes on a power loss) and restarts it after `down`.
     pub(super) fn crash(&mut self, id: NodeId, power_loss: bool, down: Duration) {
         if self.node(id).node.is_none() {
@@ -326,6 +370,7 @@ impl ClusterSim {
         }
         node.node = None;
         node.incarnation += 1;
+        node.shutting_down = None;
         node.timer_at = None;
         node.disk_free_at = self.now;
         // A dead process hears nothing: what waited for the pause to end is lost with it.

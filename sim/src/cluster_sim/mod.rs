@@ -77,6 +77,8 @@ pub struct ClusterSimReport {
     pub simulated: Duration,
     /// Crashes (each followed by a restart).
     pub crashes: u32,
+    /// Controlled shutdowns that completed (each followed by a restart).
+    pub shutdowns: u32,
     /// Disks wiped.
     pub wipes: u32,
     /// Peer messages delivered.
@@ -142,6 +144,11 @@ enum Event {
     Resume {
         node: NodeId,
     },
+    /// A controlled shutdown ran out of time: the process is killed.
+    ShutdownDeadline {
+        node: NodeId,
+        incarnation: u64,
+    },
     /// The scenario timeline's action at this index.
     Action(usize),
     Liveness,
@@ -190,6 +197,8 @@ struct SimNode {
     server_conns: BTreeMap<ConnId, FrameDecoder>,
     /// A restart is scheduled.
     restart_pending: bool,
+    /// A controlled shutdown is under way; once it completes the process stops for this long.
+    shutting_down: Option<Duration>,
     /// The node lost synced data (rot at rest or a wipe) since the run began.
     destroyed: bool,
     /// A bit rotted at rest since the disk was last wiped: the damage may still be there,
@@ -273,6 +282,7 @@ impl ClusterSim {
             events: 0,
             simulated: Duration::ZERO,
             crashes: 0,
+            shutdowns: 0,
             wipes: 0,
             peer_messages: 0,
             requests: 0,
@@ -345,6 +355,7 @@ impl ClusterSim {
                     deferred: Vec::new(),
                     server_conns: BTreeMap::new(),
                     restart_pending: false,
+                    shutting_down: None,
                     destroyed: false,
                     rotted: false,
                 }
@@ -461,6 +472,9 @@ impl ClusterSim {
             Event::HealClient { client, generation } => self.heal_client(client, generation),
             Event::Restart { node, incarnation } => self.on_restart(node, incarnation),
             Event::Resume { node } => self.resume(node),
+            Event::ShutdownDeadline { node, incarnation } => {
+                self.on_shutdown_deadline(node, incarnation)
+            }
             Event::Action(index) => self.on_action(index),
             Event::Liveness => self.begin_liveness(),
             Event::Check => self.check_liveness(),

@@ -112,6 +112,11 @@ pub struct ClusterSimParams {
     pub crash_every_ms: u64,
     /// Chance a crash is a power loss (unsynced writes lost, possibly torn).
     pub power_loss: f64,
+    /// Chance a crash is instead a controlled shutdown (leaderships moved away first; killed
+    /// if it does not finish within `shutdown_timeout_ms`).
+    pub graceful_share: f64,
+    /// How long a controlled shutdown may take before the process is killed.
+    pub shutdown_timeout_ms: u64,
     /// Longest time a crashed node stays down, in milliseconds.
     pub down_ms_max: u64,
     /// Mean milliseconds between pauses (0: none).
@@ -216,6 +221,8 @@ impl ClusterSimParams {
             client_isolate_every_ms: every(&mut prng, 500, 5_000),
             crash_every_ms: every(&mut prng, 500, 5_000),
             power_loss: prng.below(1001) as f64 / 1000.0,
+            graceful_share: 0.0,
+            shutdown_timeout_ms: 0,
             down_ms_max: prng.range_inclusive(10, 2_000),
             pause_every_ms: every(&mut prng, 500, 5_000),
             pause_ms_max: prng.range_inclusive(10, 2_000),
@@ -241,6 +248,9 @@ impl ClusterSimParams {
             canaries,
         };
         params.destructible = draw_destructible(&mut prng, &params);
+        // Drawn last, so adding it kept every earlier draw (and the corpus seeds) as it was.
+        params.graceful_share = rate(&mut prng, 0.5);
+        params.shutdown_timeout_ms = prng.range_inclusive(500, 5_000);
         if params.destructible.is_empty() {
             params.rot_every_ms = 0;
             params.wipe_every_ms = 0;
@@ -391,9 +401,11 @@ impl fmt::Display for ClusterSimParams {
         )?;
         writeln!(
             f,
-            "crash_every_ms: {}  power_loss: {:.3}  down_ms_max: {}  pause_every_ms: {}  pause_ms_max: {}",
+            "crash_every_ms: {}  power_loss: {:.3}  graceful_share: {:.3}  shutdown_timeout_ms: {}  down_ms_max: {}  pause_every_ms: {}  pause_ms_max: {}",
             self.crash_every_ms,
             self.power_loss,
+            self.graceful_share,
+            self.shutdown_timeout_ms,
             self.down_ms_max,
             self.pause_every_ms,
             self.pause_ms_max
