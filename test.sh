@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 cargo test --workspace --locked
-cargo test --locked -p seedlog-sim --features canary --test canaries --test raft_canaries
+cargo test --locked -p seedlog-sim --features canary --test canaries --test raft_canaries \
+    --test cluster_canaries

@@ -40,7 +40,6 @@ fn sweep(seeds: std::ops::Range<u64>, nodes: Option<u32>) -> (Vec<String>, u64, 
 // faults stop, and produce a client history the jepsen checkers accept. A failure prints its
 // parameters and the one command that replays it.
 #[test]
-#[ignore = "fails until a refused AlterPartition stops dropping a committed ISR expansion (the open seeds of sim/regressions/cluster.txt)"]
 fn cluster_seeds_pass() {
     let (failures, events, acked, polled) = sweep(0..SWEEP_SEEDS, None);
     assert!(
