@@ -1,15 +1,63 @@
 //! Kafka-style command-line tools over the project's client: `seedlog topic`, `seedlog produce`
 //! and `seedlog consume`. They speak plain Kafka, so they work against any Kafka-compatible
 //! broker (`--bootstrap-server`), like Kafka's `kafka-topics.sh` and console tools.
+//!
+//! The project's client never retries on its own (a Jepsen history must record exactly what
+//! was sent), so the tools do what Kafka's tools do: an error that a moment may cure — a
+//! partition leader or the controller being elected (NOT_LEADER_OR_FOLLOWER, NOT_CONTROLLER),
+//! a broker restarting — is retried with backoff for up to [`RETRY_DEADLINE`]. Like Kafka's
+//! console producer without idempotence, a produce retried after a timeout may be stored
+//! twice.
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use seedlog_core::record_batch::NewRecord;
-use seedlog_net::client::{Acks, FetchOptions, IsolationLevel, NewTopic, OffsetSpec};
-use seedlog_net::{Client, ClientConfig};
+use seedlog_net::client::{Acks, FetchOptions, IsolationLevel, NewTopic, OffsetSpec, TopicOutcome};
+use seedlog_net::{Client, ClientConfig, ClientError};
+use std::future::Future;
 use std::io::{BufRead, Write};
 use std::time::Duration;
+
+/// How long a tool keeps retrying retriable errors (Kafka's tools wait up to their
+/// `delivery.timeout.ms` or `default.api.timeout.ms`).
+const RETRY_DEADLINE: Duration = Duration::from_secs(30);
+/// First pause before a retry; doubles up to [`RETRY_BACKOFF_MAX`].
+const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest pause between retries.
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Calls `call` until it succeeds, fails with an error that is not retriable, or
+/// [`RETRY_DEADLINE`] passes. `failed` picks the error to judge out of a success value (a
+/// per-topic error inside a CreateTopics answer), if any.
+async fn with_retries<T, F, Fut>(
+    mut call: F,
+    failed: impl Fn(&T) -> Option<&ClientError>,
+) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    let deadline = tokio::time::Instant::now() + RETRY_DEADLINE;
+    let mut backoff = RETRY_BACKOFF;
+    loop {
+        let outcome = call().await;
+        let retriable = match &outcome {
+            Ok(value) => failed(value).is_some_and(ClientError::is_retriable),
+            Err(error) => error.is_retriable(),
+        };
+        if !retriable || tokio::time::Instant::now() + backoff > deadline {
+            return outcome;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+    }
+}
+
+/// The first per-topic error of a CreateTopics or DeleteTopics answer.
+fn first_topic_error(outcomes: &[TopicOutcome]) -> Option<&ClientError> {
+    outcomes.iter().find_map(|o| o.result.as_ref().err())
+}
 
 /// Where to connect.
 #[derive(Args, Debug, Clone)]
@@ -151,7 +199,12 @@ pub fn topic(command: TopicCommand) -> Result<()> {
                     replication_factor,
                     configs,
                 };
-                let outcome = client.create_topics(&[topic], 30_000).await?;
+                let topics = [topic];
+                let outcome = with_retries(
+                    || client.create_topics(&topics, 30_000),
+                    |o| first_topic_error(o),
+                )
+                .await?;
                 for o in outcome {
                     o.result.with_context(|| format!("creating {}", o.name))?;
                     println!("Created topic {}.", o.name);
@@ -166,7 +219,13 @@ pub fn topic(command: TopicCommand) -> Result<()> {
             TopicCommand::Describe { name, connect } => describe(&connect, name.as_deref()).await?,
             TopicCommand::Delete { name, connect } => {
                 let client = connect.client().await?;
-                for o in client.delete_topics(&[name.as_str()], 30_000).await? {
+                let names = [name.as_str()];
+                let outcome = with_retries(
+                    || client.delete_topics(&names, 30_000),
+                    |o| first_topic_error(o),
+                )
+                .await?;
+                for o in outcome {
                     o.result.with_context(|| format!("deleting {}", o.name))?;
                     println!("Deleted topic {}.", o.name);
                 }
@@ -307,9 +366,11 @@ pub fn produce(args: ProduceArgs) -> Result<()> {
                 });
             }
             for (partition, records) in by_partition {
-                client
-                    .produce(&args.topic, partition, &records, acks)
-                    .await?;
+                with_retries(
+                    || client.produce(&args.topic, partition, &records, acks),
+                    |_| None,
+                )
+                .await?;
                 sent += records.len() as u64;
             }
         }
