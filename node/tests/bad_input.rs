@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use common::Node;
 use seedlog_core::record_batch::{self, BatchSpec, NewRecord};
 use seedlog_net::client::{Acks, FetchOptions, NewTopic};
+use seedlog_net::kafka_protocol::error::ResponseError;
 use seedlog_net::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
@@ -52,8 +53,27 @@ fn produce_frame(correlation_id: i32, topic: &str, records: Bytes) -> Bytes {
     encode_request(&header, &RequestKind::Produce(request)).expect("encodable")
 }
 
-/// Sends one raw produce frame and returns the partition's error code.
+/// NOT_LEADER_OR_FOLLOWER: the partition is not taking appends here yet. A new partition's
+/// leader may need a moment after CreateTopics answered, and a Kafka client retries this error.
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
+/// How long a produce is retried while the partition answers NOT_LEADER_OR_FOLLOWER.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// Sends one raw produce frame and returns the partition's error code, resending (as a client
+/// would) while the answer is NOT_LEADER_OR_FOLLOWER, which means nothing was appended.
 fn raw_produce(stream: &mut TcpStream, correlation_id: i32, records: Bytes) -> i16 {
+    let deadline = std::time::Instant::now() + LEADER_WAIT;
+    loop {
+        let code = raw_produce_once(stream, correlation_id, records.clone());
+        if code != NOT_LEADER_OR_FOLLOWER || std::time::Instant::now() > deadline {
+            return code;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn raw_produce_once(stream: &mut TcpStream, correlation_id: i32, records: Bytes) -> i16 {
     stream
         .write_all(&produce_frame(correlation_id, "victim", records))
         .expect("write");
@@ -214,9 +234,20 @@ fn bad_frames_close_only_their_connection() {
             value: Some(Bytes::from(format!("ok-{n}"))),
             headers: vec![],
         };
-        rt.block_on(client.produce("victim", 0, &[record], Acks::All))
-            .expect("healthy client served")
-            .base_offset
+        let deadline = std::time::Instant::now() + LEADER_WAIT;
+        loop {
+            match rt.block_on(client.produce("victim", 0, std::slice::from_ref(&record), Acks::All))
+            {
+                Ok(produced) => return produced.base_offset,
+                Err(error)
+                    if error.kafka_code() == Some(ResponseError::NotLeaderOrFollower)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(error) => panic!("healthy client not served: {error}"),
+            }
+        }
     };
     assert_eq!(good(0), 0);
 

@@ -64,7 +64,10 @@ impl Node {
         }
     }
 
-    /// Waits until the broker answers (recovery done): a TCP connect plus one metadata call.
+    /// Waits until the node serves: it answers Metadata, lists itself among the brokers at the
+    /// address it listens on (a restarted node on a new port has re-registered) and names a
+    /// controller (so topic changes are accepted), as Kafka's own tests wait for a broker to
+    /// be registered before using it.
     pub fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -72,17 +75,30 @@ impl Node {
             .build()
             .expect("runtime");
         loop {
-            let ok = runtime.block_on(async {
-                seedlog_net::Client::connect(&[self.address.as_str()], Default::default())
-                    .await
-                    .is_ok()
+            let seen = runtime.block_on(async {
+                let client =
+                    seedlog_net::Client::connect(&[self.address.as_str()], Default::default())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                let metadata = client.cached_metadata().await.map_err(|e| e.to_string())?;
+                let listed = metadata
+                    .brokers
+                    .values()
+                    .any(|b| format!("{}:{}", b.host, b.port) == self.address);
+                if metadata.controller_id >= 0 && listed {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "controller {}, brokers {:?}",
+                        metadata.controller_id,
+                        metadata.brokers.keys().collect::<Vec<_>>()
+                    ))
+                }
             });
-            if ok {
-                return;
-            }
+            let Err(last) = seen else { return };
             assert!(
                 Instant::now() < deadline,
-                "node at {} never became ready",
+                "node at {} never became ready; last seen: {last}",
                 self.address
             );
             std::thread::sleep(Duration::from_millis(50));
