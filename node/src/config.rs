@@ -457,7 +457,7 @@ pub const DEV_PER_NODE_KEYS: &[&str] = &[
 /// 127.0.0.1, node `n` (from 1) with the Kafka port `port + n - 1`, the peer port
 /// `peer_port + n - 1` and its data under `dir/node-<n>`; every node is a controller voter.
 /// Topics default to replication factor `min(3, nodes)`, since the point is to try
-/// replication. `overrides` apply to every node.
+/// replication, and brokers heartbeat every 500 ms. `overrides` apply to every node.
 pub fn dev(
     nodes: u16,
     dir: &std::path::Path,
@@ -500,6 +500,9 @@ pub fn dev(
                 format!("log.dirs={}", dir.join(format!("node-{n}")).display()),
                 format!("controller.quorum.voters={voters}"),
                 format!("default.replication.factor={}", nodes.min(3)),
+                // Metadata reaches the brokers with the heartbeat answers: a quarter of Kafka's
+                // interval lets a new topic show up everywhere within half a second.
+                "broker.heartbeat.interval.ms=500".to_owned(),
             ];
             sets.extend(overrides.iter().cloned());
             load(None, &sets).with_context(|| format!("node {n}"))
@@ -706,6 +709,7 @@ mod tests {
             assert_eq!(node.cluster.peers.len(), 2);
             assert_eq!(node.broker.default_replication_factor, 3);
             assert_eq!(node.broker.flush_policy, FlushPolicy::None);
+            assert_eq!(node.cluster.heartbeat_interval_ms, 500);
         }
         assert_eq!(nodes[0].cluster.peers[&2], "127.0.0.1:19093");
         assert!(dev(3, dir, 9092, 9093, &[]).is_err(), "overlapping ports");

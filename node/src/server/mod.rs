@@ -140,31 +140,38 @@ fn runtime(worker_threads: usize) -> Result<tokio::runtime::Runtime> {
 /// Runs one node until SIGTERM/SIGINT; returns after a clean shutdown.
 pub fn run(config: ServerConfig) -> Result<()> {
     runtime(2)?.block_on(async {
-        let stop = stop_on_signals();
-        serve(config, stop, Announce::Node).await
+        let (stop, stopped) = watch::channel(false);
+        stop_on_signals(Arc::new(stop));
+        serve(config, stopped, Announce::Node).await
     })
 }
 
 /// Runs several nodes in this process (`seedlog dev`) until SIGTERM/SIGINT stops them all.
+/// A node that stops on its own (it could not bind its ports, or hit a fatal fault) stops the
+/// others too: a dev cluster short of a node is not the cluster that was asked for.
 pub fn run_cluster(configs: Vec<ServerConfig>) -> Result<()> {
     runtime(2 + configs.len())?.block_on(async {
-        let stop = stop_on_signals();
-        let mut nodes = Vec::new();
+        let (stop, stopped) = watch::channel(false);
+        let stop = Arc::new(stop);
+        stop_on_signals(stop.clone());
+        let mut nodes = tokio::task::JoinSet::new();
         for config in configs {
             let id = config.cluster.node_id;
             let span = tracing::info_span!("node", id);
-            let task = tokio::spawn(serve(config, stop.clone(), Announce::Dev).instrument(span));
-            nodes.push((id, task));
+            let node = serve(config, stopped.clone(), Announce::Dev).instrument(span);
+            nodes.spawn(async move { (id, node.await) });
         }
         let mut failed = Vec::new();
-        for (id, task) in nodes {
-            let outcome = match task.await {
-                Ok(outcome) => outcome,
-                Err(panic) => Err(anyhow::anyhow!("{panic}")),
-            };
+        while let Some(joined) = nodes.join_next().await {
+            let (id, outcome) =
+                joined.map_err(|panic| anyhow::anyhow!("a node panicked: {panic}"))?;
             if let Err(error) = outcome {
                 eprintln!("seedlog dev: node {id}: {error:#}");
                 failed.push(id);
+            }
+            if !*stopped.borrow() {
+                tracing::warn!(node = id, "a node stopped on its own; stopping the others");
+                let _ = stop.send(true);
             }
         }
         if !failed.is_empty() {
@@ -549,9 +556,8 @@ async fn accept_loop(
     }
 }
 
-/// A flag that turns true at the first SIGTERM or SIGINT; a second one exits at once.
-fn stop_on_signals() -> watch::Receiver<bool> {
-    let (stop, stopped) = watch::channel(false);
+/// Sets `stop` at the first SIGTERM or SIGINT; a second one exits at once.
+fn stop_on_signals(stop: Arc<watch::Sender<bool>>) {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int)) = (
@@ -559,8 +565,7 @@ fn stop_on_signals() -> watch::Receiver<bool> {
             signal(SignalKind::interrupt()),
         ) else {
             tracing::warn!("cannot install signal handlers; stop the node with kill -9");
-            // Keep the flag's sender alive: a closed flag is not a request to stop.
-            return std::future::pending::<()>().await;
+            return;
         };
         tokio::select! {
             _ = term.recv() => {}
@@ -575,7 +580,6 @@ fn stop_on_signals() -> watch::Receiver<bool> {
         eprintln!("seedlog: second signal; exiting without waiting for a clean shutdown");
         std::process::exit(130);
     });
-    stopped
 }
 
 /// Turns the stop flag into a [`DriverEvent::Shutdown`] for one node.
