@@ -54,6 +54,35 @@ where
     }
 }
 
+/// How long a tool waits for a topic it names to show up: a topic just created reaches every
+/// broker's metadata a moment later (Kafka's producer waits up to `max.block.ms` likewise).
+const TOPIC_WAIT: Duration = Duration::from_secs(10);
+
+/// `topic`'s metadata, waiting up to [`TOPIC_WAIT`] while the broker does not know it yet.
+async fn topic_metadata(client: &Client, topic: &str) -> Result<seedlog_net::client::TopicInfo> {
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    const LEADER_NOT_AVAILABLE: i16 = 5;
+    let deadline = tokio::time::Instant::now() + TOPIC_WAIT;
+    let topics = [topic];
+    loop {
+        let metadata = with_retries(|| client.refresh_metadata(Some(&topics)), |_| None).await?;
+        let error = match metadata.topics.get(topic) {
+            Some(info) if info.error_code == 0 => return Ok(info.clone()),
+            Some(info) => info.error_code,
+            None => UNKNOWN_TOPIC_OR_PARTITION,
+        };
+        match error {
+            UNKNOWN_TOPIC_OR_PARTITION | LEADER_NOT_AVAILABLE
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(RETRY_BACKOFF * 2).await;
+            }
+            UNKNOWN_TOPIC_OR_PARTITION => bail!("topic {topic} does not exist"),
+            code => bail!("topic {topic}: kafka error {code}"),
+        }
+    }
+}
+
 /// The first per-topic error of a CreateTopics or DeleteTopics answer.
 fn first_topic_error(outcomes: &[TopicOutcome]) -> Option<&ClientError> {
     outcomes.iter().find_map(|o| o.result.as_ref().err())
@@ -238,7 +267,12 @@ pub fn topic(command: TopicCommand) -> Result<()> {
 async fn describe(connect: &Connect, name: Option<&str>) -> Result<()> {
     let client = connect.client().await?;
     let metadata = match name {
-        Some(name) => client.refresh_metadata(Some(&[name])).await?,
+        Some(name) => {
+            let info = topic_metadata(&client, name).await?;
+            let mut metadata = seedlog_net::client::ClusterMetadata::default();
+            metadata.topics.insert(name.to_owned(), info);
+            metadata
+        }
         None => client.refresh_metadata(None).await?,
     };
     for (topic, info) in &metadata.topics {
@@ -323,15 +357,7 @@ pub fn produce(args: ProduceArgs) -> Result<()> {
     });
     runtime()?.block_on(async move {
         let client = args.connect.client().await?;
-        let metadata = client
-            .refresh_metadata(Some(&[args.topic.as_str()]))
-            .await?;
-        let partitions = metadata
-            .topics
-            .get(&args.topic)
-            .filter(|t| t.error_code == 0)
-            .map(|t| t.partitions.len() as i32)
-            .ok_or_else(|| anyhow!("topic {} does not exist", args.topic))?;
+        let partitions = topic_metadata(&client, &args.topic).await?.partitions.len() as i32;
         let mut sent = 0u64;
         while let Some(first) = lines_rx.recv().await {
             let mut lines = vec![first];
@@ -383,14 +409,7 @@ pub fn produce(args: ProduceArgs) -> Result<()> {
 pub fn consume(args: ConsumeArgs) -> Result<()> {
     runtime()?.block_on(async move {
         let client = args.connect.client().await?;
-        let metadata = client
-            .refresh_metadata(Some(&[args.topic.as_str()]))
-            .await?;
-        let topic = metadata
-            .topics
-            .get(&args.topic)
-            .filter(|t| t.error_code == 0)
-            .ok_or_else(|| anyhow!("topic {} does not exist", args.topic))?;
+        let topic = topic_metadata(&client, &args.topic).await?;
         let partitions: Vec<i32> = match args.partition {
             Some(p) => vec![p],
             None => topic.partitions.iter().map(|p| p.partition).collect(),
