@@ -222,7 +222,7 @@ struct Produced {
     /// Next sequence number to send.
     next: AtomicU64,
     /// Deliveries not yet resolved.
-    pending: AtomicU64,
+    pending: Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl Produced {
@@ -247,11 +247,11 @@ async fn produce(producer: FutureProducer, produced: Arc<Produced>, stop: Arc<At
         let record = FutureRecord::<(), str>::to(TOPIC)
             .partition(0)
             .payload(&payload);
-        produced.pending.fetch_add(1, Ordering::Relaxed);
+        produced.pending.lock().expect("lock").insert(seq);
         let delivery = match producer.send_result(record) {
             Ok(delivery) => delivery,
             Err((error, _)) => {
-                produced.pending.fetch_sub(1, Ordering::Relaxed);
+                produced.pending.lock().expect("lock").remove(&seq);
                 produced
                     .failed
                     .lock()
@@ -291,7 +291,7 @@ async fn produce(producer: FutureProducer, produced: Arc<Produced>, stop: Arc<At
                     .expect("lock")
                     .push((seq, "canceled".into())),
             }
-            produced.pending.fetch_sub(1, Ordering::Relaxed);
+            produced.pending.lock().expect("lock").remove(&seq);
             drop(permit);
         });
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -583,14 +583,22 @@ fn acked_records_survive_killing_the_leader() {
 
     stop_producing.store(true, Ordering::Relaxed);
     rt.block_on(producing).expect("producer task");
-    wait_for(
-        "every delivery resolved",
-        Duration::from_secs(15),
-        || match produced.pending.load(Ordering::Relaxed) {
-            0 => Ok(()),
-            n => Err(format!("{n} pending")),
-        },
-    );
+    // A broker answers an acks=all produce within the request's timeout (request.timeout.ms),
+    // with the outcome or REQUEST_TIMED_OUT; only a request left unanswered outlives this.
+    let unanswered = "every delivery resolved (an unresolved one is a produce no broker answered)";
+    wait_for(unanswered, Duration::from_secs(15), || {
+        let pending = produced.pending.lock().expect("lock");
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let first: Vec<&u64> = pending.iter().take(10).collect();
+        Err(format!(
+            "{} pending, e.g. records {first:?} (sent up to {}); partition: {:?}",
+            pending.len(),
+            produced.next.load(Ordering::Relaxed),
+            partition_state(&producer)
+        ))
+    });
     let acked = produced.acked.lock().expect("lock").clone();
     let end = acked.keys().next_back().map_or(0, |o| o + 1);
     consume_until.store(end, Ordering::Relaxed);
