@@ -39,6 +39,11 @@ pub(super) struct ForwardState {
     answer: Option<(Vec<TopicResult>, u64)>,
     /// When to give up waiting for the controller.
     deadline: Instant,
+    /// The forwarded message, sent again while the controller answers NOT_CONTROLLER (it is
+    /// being elected, or moved): clients see that error only once the deadline passed.
+    message: PeerMessage,
+    /// Send `message` again on the next tick.
+    resend: bool,
 }
 
 fn s(value: impl Into<String>) -> StrBytes {
@@ -136,11 +141,11 @@ impl Broker {
             })
             .collect();
         let names = topics.iter().map(|t| t.name.clone()).collect();
-        self.start_forward(now, token, version, true, names);
         let message = PeerMessage::CreateTopics {
             request: token,
             topics,
         };
+        self.start_forward(now, token, version, true, names, message.clone());
         self.send_peer_controller(message);
     }
 
@@ -174,11 +179,12 @@ impl Broker {
                 .collect()
         };
         names.truncate(REQUEST_TOPICS_MAX);
-        self.start_forward(now, token, version, false, names.clone());
-        self.send_peer_controller(PeerMessage::DeleteTopics {
+        let message = PeerMessage::DeleteTopics {
             request: token,
-            names,
-        });
+            names: names.clone(),
+        };
+        self.start_forward(now, token, version, false, names, message.clone());
+        self.send_peer_controller(message);
     }
 
     fn send_peer_controller(&mut self, message: PeerMessage) {
@@ -195,6 +201,7 @@ impl Broker {
         version: i16,
         create: bool,
         names: Vec<String>,
+        message: PeerMessage,
     ) {
         let deadline = now + self.config.admin_timeout;
         self.set_work(
@@ -205,6 +212,8 @@ impl Broker {
                 names,
                 answer: None,
                 deadline,
+                message,
+                resend: false,
             }),
         );
         self.forwards.insert(token);
@@ -219,11 +228,33 @@ impl Broker {
         metadata_offset: u64,
     ) {
         if let Some(Work::Forwarded(state)) = self.requests.get_mut(&request).map(|r| &mut r.work) {
-            if state.answer.is_none() {
+            let not_controller =
+                !results.is_empty() && results.iter().all(|r| r.error == errors::NOT_CONTROLLER);
+            if not_controller && now < state.deadline {
+                state.resend = true;
+            } else if state.answer.is_none() {
                 state.answer = Some((results, metadata_offset));
             }
         }
         self.check_forwards(now);
+    }
+
+    /// Sends again the forwarded requests a non-active controller refused (on the tick, so a
+    /// controller election is waited out rather than raced).
+    pub(super) fn resend_forwards(&mut self) {
+        let mut resends = Vec::new();
+        for token in &self.forwards {
+            if let Some(Work::Forwarded(state)) = self.requests.get_mut(token).map(|r| &mut r.work)
+            {
+                if state.resend && state.answer.is_none() {
+                    state.resend = false;
+                    resends.push(state.message.clone());
+                }
+            }
+        }
+        for message in resends {
+            self.send_peer_controller(message);
+        }
     }
 
     /// Answers forwarded requests whose answer the local image reflects, or that timed out.

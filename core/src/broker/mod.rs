@@ -1175,6 +1175,7 @@ impl Broker {
                         self.sync_topics_with_image(now);
                         self.on_replica_tick(now);
                     }
+                    self.resend_forwards();
                     self.check_forwards(now);
                 }
             }
