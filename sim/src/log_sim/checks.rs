@@ -42,6 +42,10 @@ impl LogSim {
         // (which restores the model from before this recovery) and the next recovery, its cut
         // already durable, has nothing left to report.
         self.model.durable = self.model.durable.min(report.log_end_offset);
+        // The recovered end is a log end the log may claim durable before verification ends,
+        // even when it holds batches from before the previous restart (a power loss undid a
+        // truncation that restart had seen in the page cache).
+        self.model.end_high = self.model.end_high.max(report.log_end_offset);
         let log_start_before = self.model.log_start;
         self.model.log_start = report.log_start_offset;
         self.verify = Some(Verify {
