@@ -94,6 +94,7 @@ impl ClusterSim {
 
     /// Handles every output of node `id`, then arms its timer and runs the per-event checks.
     fn drain(&mut self, id: NodeId) {
+        let incarnation = self.node(id).incarnation;
         loop {
             let Some(process) = self.node(id).node.as_mut() else {
                 return;
@@ -103,6 +104,11 @@ impl ClusterSim {
                 break;
             }
             for output in outputs {
+                // A handler may have stopped the process (a fault it reported): whatever it
+                // said after that never left it.
+                if self.node(id).incarnation != incarnation {
+                    return;
+                }
                 self.on_output(id, output);
             }
         }
