@@ -200,6 +200,32 @@ impl Checks {
         self.quorum_leaders.values().next_back().copied()
     }
 
+    /// True once the nodes' inspection hooks answered.
+    pub fn sees_inside(&self) -> bool {
+        !self.views.is_empty()
+    }
+
+    /// Node `node`'s last view of its replica of `partition`.
+    pub fn replica_view(&self, node: NodeId, partition: &PartitionKey) -> Option<&ReplicaView> {
+        let (_, view) = self.views.get(&node)?;
+        view.replicas
+            .iter()
+            .find(|r| r.partition == partition.1 && r.topic == partition.0)
+    }
+
+    /// The leader of `partition` in the highest leader epoch any running node claims.
+    pub fn leader_view(&self, partition: &PartitionKey) -> Option<(NodeId, &ReplicaView)> {
+        self.views
+            .iter()
+            .filter_map(|(node, (_, view))| {
+                view.replicas
+                    .iter()
+                    .find(|r| r.is_leader && r.partition == partition.1 && r.topic == partition.0)
+                    .map(|r| (*node, r))
+            })
+            .max_by_key(|(_, r)| r.leader_epoch)
+    }
+
     /// A value was handed to a producer for `partition`.
     pub fn on_send(&mut self, value: i64, partition: &PartitionKey) {
         self.sent.insert(value, partition.clone());

@@ -7,6 +7,17 @@ use super::*;
 use crate::scenario::{Action, NodeSelector};
 use std::collections::BTreeSet;
 
+/// A node lost synced data, and until it is whole again every other node fault waits, so at
+/// most one replica is ever failed while its data is missing (DESIGN §6 item 1: an acks=all
+/// record survives while at most `rf − min.insync.replicas` replicas fail). A wiped node is
+/// whole again once it is back in every ISR it belongs to with the data below each HW; rot
+/// stays silent until read, so a rotted node stays failed for the rest of the safety phase.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct DestroyedGuard {
+    node: NodeId,
+    until_liveness: bool,
+}
+
 /// A kind of fault the swarm injects at a rate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum FaultKind {
@@ -61,6 +72,9 @@ impl ClusterSim {
             .find(|(_, k)| *k == kind)
             .map_or(0, |(e, _)| e);
         self.schedule_fault(every, kind);
+        if kind != FaultKind::ClientIsolate && self.destroyed_node_failed() {
+            return;
+        }
         match kind {
             FaultKind::Crash => {
                 let id = self.random_node();
@@ -105,13 +119,19 @@ impl ClusterSim {
             FaultKind::Rot => {
                 let victims = self.params.destructible.clone();
                 let id = victims[self.rng.faults.below(victims.len() as u64) as usize];
-                self.rot(id);
+                if self.may_destroy(id) {
+                    self.rot(id);
+                    self.guard_destroyed(id, true);
+                }
             }
             FaultKind::Wipe => {
                 let victims = self.params.destructible.clone();
                 let id = victims[self.rng.faults.below(victims.len() as u64) as usize];
                 let down = self.rng.faults.range_inclusive(1, self.params.down_ms_max);
-                self.wipe(id, down);
+                if self.may_destroy(id) {
+                    self.wipe(id, down);
+                    self.guard_destroyed(id, false);
+                }
             }
             FaultKind::ClockJump => {
                 let id = self.random_node();
@@ -122,6 +142,86 @@ impl ClusterSim {
                 self.clock_jump(id, by);
             }
         }
+    }
+
+    /// A node may lose its data only while every node runs and every partition it hosts has
+    /// its whole replica set in sync: then it is the only failed replica.
+    fn may_destroy(&self, id: NodeId) -> bool {
+        if self.destroyed_guard.is_some() || !self.checks.sees_inside() {
+            return false;
+        }
+        let all_up = self.nodes.iter().all(|n| {
+            n.node.is_some()
+                && !n.restart_pending
+                && n.shutting_down.is_none()
+                && n.paused_until <= self.now
+        });
+        all_up
+            && self.settings.partitions.iter().all(|p| {
+                let Some(meta) = self.checks.latest_meta(p) else {
+                    return false;
+                };
+                if !meta.replicas.contains(&(id as i32)) {
+                    return true;
+                }
+                self.checks
+                    .leader_view(p)
+                    .is_some_and(|(_, l)| l.isr.len() == meta.replicas.len())
+            })
+    }
+
+    /// Holds every other node fault (and the datagram and disk faults) while `id` is failed.
+    fn guard_destroyed(&mut self, id: NodeId, until_liveness: bool) {
+        self.destroyed_guard = Some(DestroyedGuard {
+            node: id,
+            until_liveness,
+        });
+        self.net.set_quiet(true);
+        self.disk_faults = DiskFaults {
+            latency_us: self.disk_faults.latency_us,
+            ..DiskFaults::none()
+        };
+    }
+
+    /// True while a node that lost data is still failed; lifts the guard once it is whole.
+    fn destroyed_node_failed(&mut self) -> bool {
+        let Some(guard) = self.destroyed_guard else {
+            return false;
+        };
+        if guard.until_liveness || !self.whole_again(guard.node) {
+            return true;
+        }
+        self.trace.add(&[self.now.0, 52, u64::from(guard.node)]);
+        tracing::debug!(at = ?self.now, node = guard.node, "wiped node whole again: faults resume");
+        self.destroyed_guard = None;
+        self.net.set_quiet(false);
+        self.disk_faults = self.params.disk.clone();
+        false
+    }
+
+    /// Node `id` runs and is in the ISR of every partition it replicates, holding the data
+    /// below each leader's HW durably.
+    fn whole_again(&self, id: NodeId) -> bool {
+        let node = &self.nodes[(id - 1) as usize];
+        if node.node.is_none() || node.paused_until > self.now {
+            return false;
+        }
+        self.settings.partitions.iter().all(|p| {
+            let Some(meta) = self.checks.latest_meta(p) else {
+                return false;
+            };
+            if !meta.replicas.contains(&(id as i32)) {
+                return true;
+            }
+            let (Some((_, leader)), Some(mine)) =
+                (self.checks.leader_view(p), self.checks.replica_view(id, p))
+            else {
+                return false;
+            };
+            leader.isr.len() == meta.replicas.len()
+                && leader.isr.contains(&id)
+                && mine.durable_offset >= leader.high_watermark
+        })
     }
 
     fn pause(&mut self, id: NodeId, length_ms: u64) {

@@ -254,6 +254,9 @@ pub struct ClusterSim {
     timeline: Vec<TimedAction>,
     /// Nodes the scenario's actions bound to names.
     names: BTreeMap<String, NodeId>,
+    /// A node lost synced data: no other node fault happens until it is whole again (see
+    /// `faults::may_destroy`).
+    destroyed_guard: Option<faults::DestroyedGuard>,
     trace: TraceHash,
     report: ClusterSimReport,
 }
@@ -318,6 +321,7 @@ impl ClusterSim {
             phase_started: now,
             timeline,
             names: BTreeMap::new(),
+            destroyed_guard: None,
             trace: TraceHash::default(),
             report,
             params,

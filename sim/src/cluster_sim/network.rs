@@ -95,6 +95,8 @@ pub struct Network {
     busy_until: BTreeMap<(Addr, Addr), Instant>,
     /// Faults off (liveness phase): latency only.
     calm: bool,
+    /// Datagram faults and clogging off for a while (cut links stay cut).
+    quiet: bool,
 }
 
 impl Network {
@@ -106,6 +108,7 @@ impl Network {
             blocked: BTreeSet::new(),
             busy_until: BTreeMap::new(),
             calm: false,
+            quiet: false,
         }
     }
 
@@ -127,7 +130,11 @@ impl Network {
     /// Transmission delay of `bytes` on the link under the capacity model, queueing behind
     /// what the link is already sending. Zero (and no state) without a capacity.
     fn transmit(&mut self, from: Addr, to: Addr, now: Instant, bytes: u64) -> Instant {
-        let Some(capacity) = self.faults.capacity_bytes_per_ms.filter(|_| !self.calm) else {
+        let Some(capacity) = self
+            .faults
+            .capacity_bytes_per_ms
+            .filter(|_| !self.calm && !self.quiet)
+        else {
             return now;
         };
         let capacity = capacity.max(1);
@@ -156,7 +163,7 @@ impl Network {
         if self.blocked.contains(&(from, to)) {
             return Vec::new();
         }
-        let faulty = !self.calm;
+        let faulty = !self.calm && !self.quiet;
         if faulty && prng.chance(self.faults.drop) {
             return Vec::new();
         }
@@ -193,7 +200,7 @@ impl Network {
         if self.blocked.contains(&(from, to)) {
             return None;
         }
-        let faulty = !self.calm;
+        let faulty = !self.calm && !self.quiet;
         let sent = self.transmit(from, to, now, bytes);
         let range = if from >= CLIENT_BASE || to >= CLIENT_BASE {
             self.client_latency_us
@@ -299,6 +306,11 @@ impl Network {
         self.calm = true;
         self.blocked.clear();
         self.busy_until.clear();
+    }
+
+    /// Switches the datagram faults and clogging off (`true`) or back on.
+    pub fn set_quiet(&mut self, quiet: bool) {
+        self.quiet = quiet;
     }
 
     /// True once faults stopped.

@@ -10,7 +10,10 @@
 //! them, and there are at most `min(rf − min.isr, min.isr − 1)` of those for the most fragile
 //! topic. An acks=all record is on at least `min.isr` replicas when it is acknowledged, so one
 //! of them survives; and at least `min.isr` replicas stay whole, so the partition can still
-//! take writes. The controller quorum's files (`raft/`) are never destroyed: Raft's safety rests
+//! take writes. Counting every failed replica (DESIGN §6 item 1), not only destroyed ones, a
+//! destructive fault also waits until every node runs and each partition of the victim has its
+//! whole replica set in sync, and every other node fault waits until the victim is whole
+//! again (`faults::DestroyedGuard`). The controller quorum's files (`raft/`) are never destroyed: Raft's safety rests
 //! on its durable votes, and a voter that forgot them could vote twice in a term.
 
 use crate::cluster_sim::network::LinkFaults;
