@@ -42,6 +42,8 @@ pub(super) struct ReadState {
     purpose: ReadPurpose,
     /// Re-reads after a failed check (truncations only).
     rereads: u32,
+    /// Bytes the outstanding disk read asked for.
+    asked: u64,
 }
 
 /// How often a truncation re-reads a batch that failed its check before giving up.
@@ -98,6 +100,7 @@ impl Log {
             position_offset,
             purpose,
             rereads: 0,
+            asked: 0,
         };
         self.issue_read(state, 0);
     }
@@ -148,6 +151,7 @@ impl Log {
             position_offset,
             purpose: ReadPurpose::Timestamp(timestamp),
             rereads: 0,
+            asked: 0,
         };
         self.issue_read(state, 0);
     }
@@ -199,6 +203,7 @@ impl Log {
             position_offset,
             purpose: ReadPurpose::Truncate,
             rereads: 0,
+            asked: 0,
         };
         self.issue_read(state, 0);
     }
@@ -262,20 +267,28 @@ impl Log {
         }
     }
 
+    /// How many bytes a read from `state.position` asks for: the byte budget plus one index
+    /// interval, at least `needed`, at most what the segment holds.
+    fn next_read_len(&self, state: &ReadState, needed: u64) -> u64 {
+        let segment_size = self.segments.get(&state.segment).map_or(0, |s| s.size);
+        let budget = u64::from(state.bytes_max).max(BATCH_HEADER_LEN as u64)
+            + self.config.index_interval_bytes;
+        budget
+            .max(needed)
+            .min(segment_size.saturating_sub(state.position))
+            .min(u64::from(u32::MAX))
+    }
+
     /// Reads from `state.position`, enough for the byte budget plus one index interval, and at
     /// least `needed` bytes (a batch whose header we have seen).
-    fn issue_read(&mut self, state: ReadState, needed: u64) {
+    fn issue_read(&mut self, mut state: ReadState, needed: u64) {
         let segment_size = self.segments.get(&state.segment).map_or(0, |s| s.size);
         if state.position >= segment_size {
             let result = Ok(self.empty_read(state.offset));
             return self.finish_state(&state, result, None);
         }
-        let budget = u64::from(state.bytes_max).max(BATCH_HEADER_LEN as u64)
-            + self.config.index_interval_bytes;
-        let len = budget
-            .max(needed)
-            .min(segment_size - state.position)
-            .min(u64::from(u32::MAX));
+        let len = self.next_read_len(&state, needed);
+        state.asked = len;
         let file = self.segment_path(state.segment);
         let op = DiskOp::Read {
             file,
@@ -365,7 +378,19 @@ impl Log {
             }
             None => {
                 // Nothing whole yet: the wanted batch starts beyond this window, or is larger
-                // than it. Continue from the first unconsumed batch.
+                // than it. Continue from the first unconsumed batch, unless reading on could
+                // bring nothing new: a file shorter than the segment's recorded size, or a
+                // header claiming more bytes than the segment holds, is damage, and reading it
+                // again would loop forever.
+                let got = data.len() as u64;
+                if consumed == 0 && (got < state.asked || self.next_read_len(&state, needed) <= got)
+                {
+                    let error = BatchError::Truncated {
+                        needed: needed.max(data.len() as u64 + 1),
+                        available: data.len() as u64,
+                    };
+                    return self.read_corrupt(state, expected, error);
+                }
                 state.position += consumed as u64;
                 state.position_offset = expected;
                 self.issue_read(state, needed)

@@ -41,13 +41,17 @@ impl Harness {
         self.drain();
     }
 
-    /// Runs disk requests to completion, in order, collecting every other output.
+    /// Runs disk requests to completion, in order, collecting every other output. A log that
+    /// keeps asking for disk work without an input from outside is stuck in a loop.
     fn drain(&mut self) {
         let mut completions = VecDeque::new();
+        let mut requests = 0u32;
         loop {
             while let Some(output) = self.log.poll_output() {
                 match output {
                     LogOutput::Disk(request) => {
+                        requests += 1;
+                        assert!(requests < 100_000, "the log loops on its disk requests");
                         let result = self.disk.execute(request.op);
                         completions.push_back(DiskCompletion {
                             id: request.id,
@@ -307,6 +311,39 @@ fn recovery_cuts_torn_tails_quietly_and_reports_synced_corruption() {
         })
     ));
     assert_eq!(report.durable_data_lost, Some((0, 2)));
+}
+
+// Damage at rest found by a read, with the process running: a batch length claiming more bytes
+// than the segment holds, and a file shorter than the segment's recorded size. The read fails
+// as corrupt (it never loops re-reading the same bytes), and the log keeps serving the rest.
+#[test]
+fn reads_report_damage_that_rereading_cannot_cure() {
+    let file = "t-0/00000000000000000000.log".to_string();
+    // A length field raised past the end of the segment.
+    let mut h = Harness::open(small_config());
+    h.append(1, batch(2, 1, 50)).expect("append");
+    h.append(2, batch(2, 2, 50)).expect("append");
+    h.disk.volatile.get_mut(&file).expect("file")[8..12].copy_from_slice(&100_000i32.to_be_bytes());
+    assert!(matches!(
+        h.read(0, 1 << 20),
+        Err(ReadError::Corrupt { offset: 0, .. })
+    ));
+    assert!(h.log.is_ready());
+    // A file cut short under the log: the second batch's bytes are gone.
+    let mut h = Harness::open(small_config());
+    h.append(1, batch(2, 1, 50)).expect("append");
+    let first = h.disk.volatile[&file].len();
+    h.append(2, batch(2, 2, 50)).expect("append");
+    h.disk
+        .volatile
+        .get_mut(&file)
+        .expect("file")
+        .truncate(first + 20);
+    assert!(matches!(
+        h.read(2, 1 << 20),
+        Err(ReadError::Corrupt { offset: 2, .. })
+    ));
+    assert!(matches!(h.read(0, 10), Ok(read) if read.next_offset == 2));
 }
 
 // ListOffsets by timestamp: the first record whose timestamp reaches the target, across
