@@ -269,8 +269,8 @@ impl ClusterSim {
         self.feed(id, NodeInput::Disk(completion));
     }
 
-    pub(super) fn on_timer(&mut self, id: NodeId, incarnation: u64) {
-        if self.node(id).incarnation != incarnation {
+    pub(super) fn on_timer(&mut self, id: NodeId, incarnation: u64, armed: u64) {
+        if self.node(id).incarnation != incarnation || self.node(id).timer_armed != armed {
             return;
         }
         let now = self.now;
@@ -302,7 +302,8 @@ impl ClusterSim {
             return;
         }
         node.timer_at = Some(at);
-        let incarnation = node.incarnation;
+        node.timer_armed += 1;
+        let (incarnation, armed) = (node.incarnation, node.timer_armed);
         let at = if at <= now {
             now + Duration::from_nanos(1)
         } else {
@@ -313,6 +314,7 @@ impl ClusterSim {
             Event::Timer {
                 node: id,
                 incarnation,
+                armed,
             },
         );
     }

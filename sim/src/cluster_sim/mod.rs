@@ -122,9 +122,12 @@ enum Event {
         incarnation: u64,
         request: DiskRequest,
     },
+    /// Node `node`'s deadline: only the most recently armed timer (`armed`) acts; one
+    /// superseded by an earlier or later deadline is dropped, so timers never multiply.
     Timer {
         node: NodeId,
         incarnation: u64,
+        armed: u64,
     },
     ClientWake {
         client: usize,
@@ -187,6 +190,8 @@ struct SimNode {
     /// Bumped on every start and crash, so events for an old process are dropped.
     incarnation: u64,
     timer_at: Option<Instant>,
+    /// Counts armed timers; the event of the latest one carries this value.
+    timer_armed: u64,
     clock: NodeClock,
     /// The node's world is stopped until then: its events wait in `deferred`.
     paused_until: Instant,
@@ -354,6 +359,7 @@ impl ClusterSim {
                     disk_free_at: now,
                     incarnation: 0,
                     timer_at: None,
+                    timer_armed: 0,
                     clock: NodeClock::new(now, offset, drift),
                     paused_until: now,
                     deferred: Vec::new(),
@@ -469,7 +475,11 @@ impl ClusterSim {
                 incarnation,
                 request,
             } => self.on_disk(node, incarnation, request),
-            Event::Timer { node, incarnation } => self.on_timer(node, incarnation),
+            Event::Timer {
+                node,
+                incarnation,
+                armed,
+            } => self.on_timer(node, incarnation, armed),
             Event::ClientWake { client, generation } => self.on_client_wake(client, generation),
             Event::Fault(kind) => self.on_fault(kind),
             Event::HealNodes => self.heal_nodes(),
