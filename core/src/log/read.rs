@@ -44,6 +44,8 @@ pub(super) struct ReadState {
     rereads: u32,
     /// Bytes the outstanding disk read asked for.
     asked: u64,
+    /// The segment's size when that read was issued.
+    issued_size: u64,
 }
 
 /// How often a truncation re-reads a batch that failed its check before giving up.
@@ -101,6 +103,7 @@ impl Log {
             purpose,
             rereads: 0,
             asked: 0,
+            issued_size: 0,
         };
         self.issue_read(state, 0);
     }
@@ -152,6 +155,7 @@ impl Log {
             purpose: ReadPurpose::Timestamp(timestamp),
             rereads: 0,
             asked: 0,
+            issued_size: 0,
         };
         self.issue_read(state, 0);
     }
@@ -204,6 +208,7 @@ impl Log {
             purpose: ReadPurpose::Truncate,
             rereads: 0,
             asked: 0,
+            issued_size: 0,
         };
         self.issue_read(state, 0);
     }
@@ -289,6 +294,7 @@ impl Log {
         }
         let len = self.next_read_len(&state, needed);
         state.asked = len;
+        state.issued_size = segment_size;
         let file = self.segment_path(state.segment);
         let op = DiskOp::Read {
             file,
@@ -381,10 +387,12 @@ impl Log {
                 // than it. Continue from the first unconsumed batch, unless reading on could
                 // bring nothing new: a file shorter than the segment's recorded size, or a
                 // header claiming more bytes than the segment holds, is damage, and reading it
-                // again would loop forever.
+                // again would loop forever. (A segment truncated or deleted meanwhile is no
+                // damage: the next read sees its new size.)
                 let got = data.len() as u64;
-                if consumed == 0 && (got < state.asked || self.next_read_len(&state, needed) <= got)
-                {
+                let stuck = got < state.asked || self.next_read_len(&state, needed) <= got;
+                let size = self.segments.get(&state.segment).map(|s| s.size);
+                if consumed == 0 && stuck && size.is_some_and(|s| s >= state.issued_size) {
                     let error = BatchError::Truncated {
                         needed: needed.max(data.len() as u64 + 1),
                         available: data.len() as u64,
