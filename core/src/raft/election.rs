@@ -204,6 +204,7 @@ impl RaftNode {
                     next_index,
                     match_index: 0,
                     acked_sent_at: None,
+                    last_sent_at: None,
                     last_heard: Some(now),
                 };
                 (peer, p)

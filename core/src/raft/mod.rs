@@ -246,6 +246,10 @@ struct Progress {
     match_index: u64,
     /// Leader clock of the latest request the follower acknowledged this term.
     acked_sent_at: Option<u64>,
+    /// Leader clock of the latest request sent to the follower. Only a refusal of that one
+    /// is answered at once: refusals of earlier or duplicated requests wait for the
+    /// heartbeat, so lost-and-duplicated messages never multiply into parallel exchanges.
+    last_sent_at: Option<u64>,
     /// When the follower last answered (check-quorum).
     last_heard: Option<Instant>,
 }

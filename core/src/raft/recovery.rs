@@ -16,7 +16,14 @@ pub(super) struct Recovery {
     files: BTreeMap<String, Bytes>,
     /// True once the reads are done and only syncs remain.
     syncing: bool,
+    /// Re-reads issued per file whose bytes did not check out whole.
+    rereads: BTreeMap<String, u32>,
 }
+
+/// How often recovery reads a file again when its bytes fail their checks. A bit flipped on
+/// the way from the disk is gone on the next read; believing it would cut entries this voter
+/// acknowledged as durable (or fall back to an older vote), which Raft's safety rests on.
+const RECOVERY_REREADS_MAX: u32 = 2;
 
 impl RaftNode {
     pub(super) fn start_recovery(&mut self) {
@@ -58,7 +65,26 @@ impl RaftNode {
                 }
             }
             (Ok(DiskOutcome::Read(bytes)), Some(path)) => {
-                self.recovery_mut().files.insert(path, bytes);
+                let recovery = self.recovery_mut();
+                let rereads = recovery.rereads.get(&path).copied().unwrap_or(0);
+                let better = recovery
+                    .files
+                    .get(&path)
+                    .is_none_or(|kept| file_quality(&path, &bytes) > file_quality(&path, kept));
+                if better {
+                    recovery.files.insert(path.clone(), bytes.clone());
+                }
+                if !file_checks_out(&path, &bytes) && rereads < RECOVERY_REREADS_MAX {
+                    recovery.rereads.insert(path.clone(), rereads + 1);
+                    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+                    let op = DiskOp::Read {
+                        file: path.clone(),
+                        position: 0,
+                        len,
+                    };
+                    let id = self.disk(op);
+                    self.recovery_mut().outstanding.insert(id, Some(path));
+                }
             }
             (Ok(_), _) => {}
         }
@@ -166,5 +192,32 @@ impl RaftNode {
         self.last_leader_contact = Some(now);
         self.reset_election_timer(now);
         self.push(RaftOutput::Recovered);
+    }
+}
+
+/// Whether a file's bytes pass every check: an empty file or a decodable vote or snapshot
+/// slot, or a log whose every byte belongs to a valid entry.
+fn file_checks_out(path: &str, bytes: &Bytes) -> bool {
+    bytes.is_empty() || file_quality(path, bytes) == u64::MAX
+}
+
+/// Ranks reads of the same file: `u64::MAX` for bytes that check out whole, else (for the
+/// log) the length of the valid prefix.
+fn file_quality(path: &str, bytes: &Bytes) -> u64 {
+    let whole = if VOTE_SLOTS.contains(&path) {
+        VoteRecord::decode(bytes).is_some()
+    } else if SNAPSHOT_SLOTS.contains(&path) {
+        Snapshot::decode(bytes).is_some()
+    } else {
+        let valid = storage::scan_log(bytes, RAFT_LOG_FILE_ENTRIES_MAX).valid_len;
+        if valid < bytes.len() as u64 {
+            return valid;
+        }
+        true
+    };
+    if whole {
+        u64::MAX
+    } else {
+        0
     }
 }

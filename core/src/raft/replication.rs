@@ -241,7 +241,9 @@ impl RaftNode {
             self.advance_commit();
         } else {
             p.next_index = (match_index + 1).max(p.match_index + 1);
-            self.send_append(now, from, false);
+            if p.last_sent_at == Some(sent_at) {
+                self.send_append(now, from, false);
+            }
         }
     }
 
@@ -284,6 +286,7 @@ impl RaftNode {
         if let Role::Leader(state) = &mut self.role {
             let p = state.progress.get_mut(&peer).expect("checked above");
             p.next_index = to + 1;
+            p.last_sent_at = Some(now.0);
         }
         let message = Message::AppendEntries {
             term,
@@ -303,6 +306,7 @@ impl RaftNode {
         if let Role::Leader(state) = &mut self.role {
             if let Some(p) = state.progress.get_mut(&peer) {
                 p.next_index = snapshot.last_index + 1;
+                p.last_sent_at = Some(now.0);
             }
         }
         let message = Message::InstallSnapshot {

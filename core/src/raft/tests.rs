@@ -14,6 +14,8 @@ struct Harness {
     files: BTreeMap<String, Vec<u8>>,
     /// Disk requests seen in outputs and not yet completed.
     pending: VecDeque<DiskRequest>,
+    /// Reads to damage in transit: the next read of the file has this byte flipped.
+    flips: Vec<(String, usize)>,
 }
 
 fn config(id: NodeId, voters: u32) -> RaftConfig {
@@ -31,6 +33,17 @@ impl Harness {
     }
 
     fn with_files(id: NodeId, voters: u32, files: BTreeMap<String, Vec<u8>>) -> Harness {
+        Harness::with_flipped_reads(id, voters, files, Vec::new())
+    }
+
+    /// Like [`Harness::with_files`], with the first read of each named file damaged in
+    /// transit (a byte flipped on its way from the disk, not on the disk).
+    fn with_flipped_reads(
+        id: NodeId,
+        voters: u32,
+        files: BTreeMap<String, Vec<u8>>,
+        flips: Vec<(String, usize)>,
+    ) -> Harness {
         let now = Instant(1_000 * MS);
         let node = RaftNode::new(config(id, voters), 7, now);
         let pending = VecDeque::new();
@@ -39,6 +52,7 @@ impl Harness {
             now,
             files,
             pending,
+            flips,
         };
         let outputs = h.run_disk();
         assert!(outputs.contains(&RaftOutput::Recovered), "{outputs:?}");
@@ -71,9 +85,14 @@ impl Harness {
                     })
                     .collect(),
             ),
-            DiskOp::Read { file, .. } => DiskOutcome::Read(Bytes::from(
-                self.files.get(file).cloned().unwrap_or_default(),
-            )),
+            DiskOp::Read { file, .. } => {
+                let mut data = self.files.get(file).cloned().unwrap_or_default();
+                if let Some(at) = self.flips.iter().position(|(f, _)| f == file) {
+                    let (_, byte) = self.flips.remove(at);
+                    data[byte] ^= 0x10;
+                }
+                DiskOutcome::Read(Bytes::from(data))
+            }
             DiskOp::Write {
                 file,
                 position,
@@ -506,6 +525,84 @@ fn follower_truncates_conflicts_and_acks_durable_entries() {
     let h = Harness::with_files(2, 3, h.files);
     assert_eq!(h.node.last_index(), 3);
     assert_eq!(h.node.term_at(2), Some(2));
+}
+
+// A byte flipped on its way from the disk during recovery is not damage on the disk: recovery
+// reads the file again instead of cutting entries this voter acknowledged as durable (or
+// falling back to an older vote), and leaves the files as they were.
+#[test]
+fn recovery_reads_again_what_arrived_damaged() {
+    let mut h = Harness::new(2, 3);
+    let entries = (1..=3)
+        .map(|index| Entry {
+            index,
+            term: 1,
+            payload: Payload::Command(Bytes::from(vec![index as u8; 40])),
+        })
+        .collect();
+    let append = Message::AppendEntries {
+        term: 1,
+        prev_log_index: 0,
+        prev_log_term: 0,
+        entries,
+        leader_commit: 1,
+        sent_at: 1,
+    };
+    h.message(1, append);
+    h.run_disk();
+    assert_eq!(h.node.last_index(), 3);
+    let files = h.files.clone();
+    let log_len = files["raft/log"].len();
+    let vote_slot = files
+        .keys()
+        .find(|f| f.starts_with("raft/vote"))
+        .expect("a vote slot")
+        .clone();
+    let flips = vec![("raft/log".to_string(), log_len / 3), (vote_slot, 4)];
+    let h = Harness::with_flipped_reads(2, 3, files.clone(), flips);
+    assert_eq!(h.node.last_index(), 3);
+    assert_eq!(h.node.term, 1);
+    assert_eq!(h.node.voted_for, None);
+    assert_eq!(h.files, files);
+}
+
+// A refusal answers at once only when it refuses the latest request sent to that follower; a
+// duplicated or late refusal waits for the heartbeat. Answering every copy would start one
+// more exchange per duplicate, and exchanges never end while the follower keeps refusing.
+#[test]
+fn only_a_refusal_of_the_latest_request_is_answered_at_once() {
+    let mut h = Harness::leader_of_three();
+    h.run_disk();
+    h.advance(1);
+    let outputs = h.input(RaftInput::Propose {
+        id: 7,
+        command: Bytes::from_static(b"create topic"),
+    });
+    assert_eq!(sends(&outputs).len(), 2);
+    h.run_disk();
+    let refusal = Message::AppendEntriesResponse {
+        term: 1,
+        success: false,
+        match_index: 0,
+        sent_at: h.now.0,
+    };
+    h.advance(1);
+    let outputs = h.message(2, refusal.clone());
+    assert!(
+        matches!(
+            sends(&outputs)[..],
+            [(
+                2,
+                Message::AppendEntries {
+                    prev_log_index: 0,
+                    ..
+                }
+            )]
+        ),
+        "{outputs:?}"
+    );
+    h.advance(1);
+    assert!(sends(&h.message(2, refusal)).is_empty());
 }
 
 // A snapshot handed in by the owner compacts the log once durable, and a lagging follower is
