@@ -90,8 +90,11 @@ pub fn run(args: SimArgs) -> ExitCode {
         }
     };
     if args.trace {
+        // RUST_LOG, when set, picks the detail (e.g. `seedlog_sim=trace` adds every disk op).
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("seedlog_sim=debug"));
         tracing_subscriber::fmt()
-            .with_env_filter("seedlog_sim=debug")
+            .with_env_filter(filter)
             .with_target(false)
             .without_time()
             .init();

@@ -441,10 +441,26 @@ impl std::fmt::Display for PeerSummary<'_> {
                 M::VoteResponse { term, granted } => {
                     write!(f, "raft vote response term {term} granted {granted}")
                 }
-                M::AppendEntries { term, entries, .. } => {
-                    write!(f, "raft append term {term} entries {}", entries.len())
-                }
-                M::AppendEntriesResponse { term, .. } => write!(f, "raft append response term {term}"),
+                M::AppendEntries {
+                    term,
+                    prev_log_index,
+                    entries,
+                    leader_commit,
+                    ..
+                } => write!(
+                    f,
+                    "raft append term {term} after {prev_log_index} entries {} commit {leader_commit}",
+                    entries.len()
+                ),
+                M::AppendEntriesResponse {
+                    term,
+                    success,
+                    match_index,
+                    ..
+                } => write!(
+                    f,
+                    "raft append response term {term} success {success} match {match_index}"
+                ),
                 M::InstallSnapshot { term, .. } => write!(f, "raft snapshot term {term}"),
                 M::InstallSnapshotResponse { term, .. } => {
                     write!(f, "raft snapshot response term {term}")
