@@ -112,6 +112,8 @@ impl LeaderState {
 struct Progress {
     /// The follower's durable log end offset, once it fetched in this epoch.
     leo: Option<i64>,
+    /// The incarnation (process) of the follower that reported `leo`.
+    incarnation: Option<u64>,
     last_caught_up: Instant,
     last_fetch_time: Instant,
     /// The leader's log end offset when it last answered this follower.
@@ -276,6 +278,7 @@ impl Broker {
                     .map(|id| {
                         let progress = Progress {
                             leo: None,
+                            incarnation: None,
                             last_caught_up: now,
                             last_fetch_time: now,
                             last_fetch_leader_leo: epoch_start,
@@ -351,6 +354,7 @@ impl Broker {
                         *id,
                         Progress {
                             leo: None,
+                            incarnation: None,
                             last_caught_up: now,
                             last_fetch_time: now,
                             last_fetch_leader_leo: leader.epoch_start,
@@ -531,6 +535,7 @@ impl Broker {
                     progress.last_fetch_leader_leo = leo;
                     progress.last_fetch_time = now;
                     progress.leo = Some(request.fetch_offset);
+                    progress.incarnation = Some(request.incarnation);
                 }
                 leader.parked.retain(|(f, _, _)| *f != from);
             }
@@ -657,15 +662,17 @@ impl Broker {
         let Some(config) = self.replication().cloned() else {
             return;
         };
-        let fenced: Vec<NodeId> = self
+        // Brokers that may join the ISR, with the incarnation registered for each: progress a
+        // follower's earlier process reported proves nothing about this one (KIP-903).
+        let eligible: BTreeMap<NodeId, u64> = self
             .image
             .as_ref()
             .map(|image| {
                 image
                     .brokers
                     .iter()
-                    .filter(|(_, b)| b.fenced)
-                    .map(|(id, _)| *id)
+                    .filter(|(_, b)| !b.fenced)
+                    .map(|(id, b)| (*id, b.incarnation))
                     .collect()
             })
             .unwrap_or_default();
@@ -695,14 +702,16 @@ impl Broker {
             })
             .collect();
         for id in &leader.replicas {
-            if isr.contains(id) || fenced.contains(id) {
+            if isr.contains(id) {
                 continue;
             }
-            let caught_up = leader
-                .followers
-                .get(id)
-                .and_then(|progress| progress.leo)
-                .is_some_and(|leo| leo >= hw && leo >= leader.epoch_start);
+            let caught_up = leader.followers.get(id).is_some_and(|progress| {
+                progress.incarnation.is_some()
+                    && progress.incarnation == eligible.get(id).copied()
+                    && progress
+                        .leo
+                        .is_some_and(|leo| leo >= hw && leo >= leader.epoch_start)
+            });
             if caught_up {
                 isr.push(*id);
             }
@@ -714,6 +723,13 @@ impl Broker {
         if isr == current {
             return;
         }
+        let incarnations = isr
+            .iter()
+            .filter_map(|id| {
+                let progress = leader.followers.get(id)?;
+                Some((*id, progress.incarnation?))
+            })
+            .collect();
         let message = AlterPartition {
             incarnation: config.incarnation,
             topic: topic.to_owned(),
@@ -721,6 +737,7 @@ impl Broker {
             leader_epoch: p.leader_epoch,
             partition_epoch: leader.partition_epoch,
             isr: isr.clone(),
+            incarnations,
         };
         for id in &isr {
             if !proposed.contains(id) {

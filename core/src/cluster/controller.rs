@@ -1423,10 +1423,14 @@ fn check_alter(
     {
         return Err(errors::INVALID_REQUEST);
     }
-    let added_ineligible = alter
-        .isr
-        .iter()
-        .any(|&r| !p.isr.contains(&r) && !is_eligible(view, shutting, r));
+    let current_incarnation = |r: NodeId| {
+        let fetched = alter.incarnations.iter().find(|(id, _)| *id == r);
+        let registered = view.brokers.get(&r).map(|b| b.incarnation);
+        fetched.is_some_and(|(_, incarnation)| Some(*incarnation) == registered)
+    };
+    let added_ineligible = alter.isr.iter().any(|&r| {
+        !p.isr.contains(&r) && (!is_eligible(view, shutting, r) || !current_incarnation(r))
+    });
     if added_ineligible {
         return Err(errors::INELIGIBLE_REPLICA);
     }

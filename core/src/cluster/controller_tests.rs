@@ -230,6 +230,10 @@ impl H {
     fn alter_request(&self, topic: &str, isr: Vec<NodeId>) -> (NodeId, AlterPartition) {
         let p = self.partition(topic, 0);
         let leader = p.leader.expect("a leader");
+        let incarnations = isr
+            .iter()
+            .map(|&id| (id, self.broker(id).incarnation))
+            .collect();
         let alter = AlterPartition {
             incarnation: self.broker(leader).incarnation,
             topic: topic.to_owned(),
@@ -237,6 +241,7 @@ impl H {
             leader_epoch: p.leader_epoch,
             partition_epoch: p.partition_epoch,
             isr,
+            incarnations,
         };
         (leader, alter)
     }
@@ -307,6 +312,7 @@ fn inactive_controller_refuses_with_not_controller() {
         leader_epoch: 0,
         partition_epoch: 0,
         isr: vec![1],
+        incarnations: vec![],
     };
     assert_eq!(h.alter(1, alter), Some(errors::NOT_CONTROLLER));
     let deleted = h.topics_request(PeerMessage::DeleteTopics {
@@ -582,6 +588,18 @@ fn alter_partition_validations() {
     assert_eq!(h.alter(1, add.clone()), Some(errors::INELIGIBLE_REPLICA));
     h.heartbeat(3);
     assert!(!h.broker(3).fenced);
+    // Unfenced, but the leader's proof that 3 caught up came from its previous process
+    // (KIP-903): refused. Progress from the registered incarnation is accepted.
+    let (_, mut stale) = h.alter_request("t", vec![1, 2, 3]);
+    stale.incarnations = vec![
+        (1, h.broker(1).incarnation),
+        (2, h.broker(2).incarnation),
+        (3, 1),
+    ];
+    assert_eq!(h.alter(1, stale), Some(errors::INELIGIBLE_REPLICA));
+    let (_, mut missing) = h.alter_request("t", vec![1, 2, 3]);
+    missing.incarnations.retain(|(id, _)| *id != 3);
+    assert_eq!(h.alter(1, missing), Some(errors::INELIGIBLE_REPLICA));
     let (_, add) = h.alter_request("t", vec![1, 2, 3]);
     assert_eq!(h.alter(1, add), None);
     assert_eq!(h.partition("t", 0).isr, vec![1, 2, 3]);
@@ -1250,13 +1268,16 @@ fn run_op(h: &mut H, op: Op) {
                 .map(|(_, r)| *r)
                 .collect();
             let from = p.leader.unwrap_or(broker);
+            let incarnation_of = |id: NodeId| image.brokers.get(&id).map_or(0, |b| b.incarnation);
+            let incarnations = isr.iter().map(|&id| (id, incarnation_of(id))).collect();
             let alter = AlterPartition {
-                incarnation: image.brokers.get(&from).map_or(0, |b| b.incarnation),
+                incarnation: incarnation_of(from),
                 topic: name.clone(),
                 partition: 0,
                 leader_epoch: p.leader_epoch - i32::from(stale),
                 partition_epoch: p.partition_epoch,
                 isr,
+                incarnations,
             };
             h.c.handle_peer(h.now, from, PeerMessage::AlterPartition(alter));
         }

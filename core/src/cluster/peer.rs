@@ -54,6 +54,10 @@ pub struct AlterPartition {
     pub partition_epoch: i32,
     /// The ISR wanted.
     pub isr: Vec<NodeId>,
+    /// The incarnation each follower in `isr` last fetched with (KIP-903's broker epochs). A
+    /// member joins only if that is still its broker's registered incarnation: a broker that
+    /// restarted (and may have lost data) never rejoins on its previous process's progress.
+    pub incarnations: Vec<(NodeId, u64)>,
 }
 
 /// A topic to create, forwarded by the broker a client asked.

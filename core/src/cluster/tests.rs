@@ -29,6 +29,8 @@ struct Cluster {
     seq: u64,
     responses: Vec<(NodeId, ConnectionId, Option<Box<ResponseKind>>)>,
     correlation: i32,
+    /// Nodes whose replica fetches are lost on the wire.
+    fetches_lost: BTreeSet<NodeId>,
 }
 
 fn config(id: NodeId, voters: &[NodeId]) -> NodeConfig {
@@ -63,6 +65,7 @@ impl Cluster {
             seq: 0,
             responses: Vec::new(),
             correlation: 0,
+            fetches_lost: BTreeSet::new(),
         };
         for id in &voters {
             cluster.disks.insert(*id, MemDisk::default());
@@ -130,6 +133,9 @@ impl Cluster {
                 let key = *self.wire.keys().next().expect("checked");
                 let (from, to, message) = self.wire.remove(&key).expect("checked");
                 if self.down.contains(&to) || self.down.contains(&from) {
+                    continue;
+                }
+                if self.fetches_lost.contains(&from) && matches!(message, PeerMessage::Fetch(_)) {
                     continue;
                 }
                 if let Some(node) = self.nodes.get_mut(&to) {
@@ -363,4 +369,36 @@ fn a_new_leader_from_the_isr_keeps_every_acknowledged_record() {
         .find(|v| v.topic == "t")
         .expect("replica");
     assert_eq!(view.log_end_offset, 4, "{view:?}");
+}
+
+// A follower that restarted rejoins the ISR only on a fetch from its new process (KIP-903):
+// what its previous process reported says nothing about what this one holds, since a restart
+// may have lost data. Registered and unfenced is not enough.
+#[test]
+fn a_restarted_follower_rejoins_the_isr_only_after_fetching_again() {
+    let mut c = cluster_with_topic();
+    let (leader, _) = c.leader_of(1, "t").expect("a leader");
+    for i in 0..3 {
+        let (code, _) =
+            produce_result(c.request(leader, ApiKey::Produce, 7, produce(&format!("v{i}"))));
+        assert_eq!(code, 0);
+    }
+    let follower = *c
+        .nodes
+        .keys()
+        .find(|id| **id != leader)
+        .expect("a follower");
+    c.crash(follower);
+    c.run_for(Duration::from_secs(2));
+    let isr = |c: &Cluster| c.image(leader).partition("t", 0).expect("t-0").isr.clone();
+    assert!(!isr(&c).contains(&follower), "{:?}", isr(&c));
+    c.fetches_lost.insert(follower);
+    c.restart(follower);
+    c.run_for(Duration::from_secs(3));
+    let image = c.image(leader);
+    assert!(!image.brokers[&follower].fenced, "{image:?}");
+    assert!(!isr(&c).contains(&follower), "{:?}", isr(&c));
+    c.fetches_lost.clear();
+    c.run_for(Duration::from_secs(3));
+    assert!(isr(&c).contains(&follower), "{:?}", isr(&c));
 }
