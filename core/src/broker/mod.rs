@@ -426,6 +426,10 @@ pub struct Broker {
     controller_hint: Option<NodeId>,
     /// Cluster mode: the image offset the registry's topics reflect; older images are ignored.
     image_floor: u64,
+    /// In a cluster: the identity of this data directory, kept in the registry (0 until the
+    /// registry is loaded). A wiped disk gets a new one, which tells the controller that
+    /// this broker's replicas hold nothing any more.
+    storage_id: u64,
     /// Cluster mode: log operations made for replication, with their partition.
     replica_ops: BTreeMap<OpId, (String, i32, replica::ReplicaOp)>,
     /// Cluster mode: CreateTopics/DeleteTopics waiting for the controller.
@@ -468,6 +472,7 @@ impl Broker {
             image: None,
             controller_hint: None,
             image_floor: 0,
+            storage_id: 0,
             replica_ops: BTreeMap::new(),
             forwards: BTreeSet::new(),
         };
@@ -1335,6 +1340,13 @@ impl Broker {
     fn load_registry(&mut self, now: Instant, registry: Registry) {
         self.store.sequence = registry.sequence;
         self.image_floor = registry.metadata_offset;
+        self.storage_id = registry.storage_id;
+        let new_storage = self.storage_id == 0 && self.replication().is_some();
+        if new_storage {
+            // A directory without one (new, wiped, or written before identities existed) gets
+            // one now, made durable with the registry.
+            self.storage_id = self.replication().map_or(1, |r| r.incarnation.max(1));
+        }
         let mut partitions = 0u32;
         for record in &registry.topics {
             let config =
@@ -1366,11 +1378,19 @@ impl Broker {
                 topics: registry.topics.len() as u32,
                 partitions,
             }));
+        if new_storage {
+            self.registry_changed();
+        }
         let names: Vec<String> = self.topics.keys().cloned().collect();
         for name in names {
             self.open_partitions(now, &name);
         }
         self.on_partition_settled(now);
+    }
+
+    /// The identity of this broker's data directory (see [`Registry::storage_id`]).
+    pub fn storage_id(&self) -> u64 {
+        self.storage_id
     }
 
     /// Records a change to topics or tombstones and starts a registry write if none runs.
@@ -1408,6 +1428,7 @@ impl Broker {
 
     fn registry_snapshot(&self) -> Registry {
         Registry {
+            storage_id: self.storage_id,
             metadata_offset: self
                 .image_floor
                 .max(self.image.as_ref().map_or(0, |i| i.offset)),

@@ -31,8 +31,8 @@ pub const REGISTRY_DIR: &str = "seedlog-meta";
 pub const REGISTRY_SLOTS: [&str; 2] = ["topics.0", "topics.1"];
 
 const MAGIC: u32 = 0x534c_5452;
-/// Version 2 added the metadata offset; version 1 files (without it) still load.
-const VERSION: u16 = 2;
+/// Version 2 added the metadata offset, version 3 the storage id; older files still load.
+const VERSION: u16 = 3;
 const HEADER_LEN: usize = 4 + 2 + 8 + 4 + 4;
 const CRC_AT: usize = 18;
 
@@ -73,6 +73,9 @@ pub struct Registry {
     /// this (a voter replaying its log, a delayed heartbeat answer) must not remove topics
     /// this broker already knows to exist. 0 for a single broker.
     pub metadata_offset: u64,
+    /// In a cluster: the identity of this data directory, chosen when it was first used (0:
+    /// none yet). A disk wiped or replaced comes back without it and gets a new one.
+    pub storage_id: u64,
 }
 
 /// The slot a registry of `sequence` is written to.
@@ -107,6 +110,7 @@ impl Registry {
             body.extend_from_slice(&tombstone.partitions.to_be_bytes());
         }
         body.extend_from_slice(&self.metadata_offset.to_be_bytes());
+        body.extend_from_slice(&self.storage_id.to_be_bytes());
         if HEADER_LEN + body.len() > METADATA_FILE_BYTES_MAX as usize {
             return None;
         }
@@ -129,7 +133,7 @@ impl Registry {
             return None;
         }
         let version = r.u16()?;
-        if version != 1 && version != VERSION {
+        if !(1..=VERSION).contains(&version) {
             return None;
         }
         let sequence = r.u64()?;
@@ -162,6 +166,9 @@ impl Registry {
         }
         if version >= 2 {
             registry.metadata_offset = r.u64()?;
+        }
+        if version >= 3 {
+            registry.storage_id = r.u64()?;
         }
         (r.pos == body.len()).then_some(registry)
     }
@@ -268,6 +275,7 @@ mod tests {
                 partitions: 1,
             }],
             metadata_offset: 77,
+            storage_id: 0x5eed,
         };
         let bytes = registry.encode().expect("small registry encodes");
         assert_eq!(Registry::decode(&bytes), Some(registry.clone()));

@@ -376,12 +376,22 @@ impl Broker {
         };
         let ack_early = self.canary(Canary::AckBeforeIsr);
         let hw_from_all = self.canary(Canary::HwFromAllReplicas);
+        let min_isr = self
+            .topics
+            .get(topic)
+            .map_or(1, |t| t.config.min_insync_replicas.max(1) as usize);
         let Some(p) = self.partition(topic, partition) else {
             return;
         };
         let Role::Leader(leader) = &p.role else {
             return;
         };
+        // KIP-966: while the ISR is below `min.insync.replicas` the high watermark stays, so
+        // every member that leaves the ISR meanwhile (an eligible leader replica) holds
+        // everything committed and may be elected if the ISR dies.
+        if !ack_early && leader.isr.len() < min_isr.min(leader.replicas.len()) {
+            return;
+        }
         let mut hw = local;
         if !ack_early {
             if hw_from_all {
@@ -705,9 +715,14 @@ impl Broker {
             if isr.contains(id) {
                 continue;
             }
+            // Caught up by the same measure that keeps a member in: it reached the log end
+            // within the lag time. (Reaching the high watermark is not enough: below
+            // min.insync.replicas the high watermark waits, and a lagging follower would be
+            // dropped and taken back in the same breath.)
             let caught_up = leader.followers.get(id).is_some_and(|progress| {
                 progress.incarnation.is_some()
                     && progress.incarnation == eligible.get(id).copied()
+                    && now < progress.last_caught_up + config.replica_lag_time_max
                     && progress
                         .leo
                         .is_some_and(|leo| leo >= hw && leo >= leader.epoch_start)

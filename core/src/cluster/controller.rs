@@ -41,6 +41,7 @@
 
 use super::metadata::{
     Endpoint, MetadataBatch, MetadataImage, MetadataRecord, PartitionChange, PartitionInfo,
+    TopicInfo,
 };
 use super::peer::{
     AlterPartition, BrokerHeartbeat, BrokerHeartbeatResponse, PeerMessage, TopicResult, TopicSpec,
@@ -176,6 +177,7 @@ impl TimerKind for ControllerTimer {
 #[derive(Clone, Debug)]
 struct Contact {
     incarnation: u64,
+    storage: u64,
     endpoint: Endpoint,
     metadata_offset: u64,
     shutting_down: bool,
@@ -644,6 +646,7 @@ impl Controller {
                 from,
                 Contact {
                     incarnation: heartbeat.incarnation,
+                    storage: heartbeat.storage,
                     endpoint: heartbeat.endpoint.clone(),
                     metadata_offset: heartbeat.metadata_offset,
                     shutting_down: heartbeat.shutting_down,
@@ -677,7 +680,7 @@ impl Controller {
             return self.send_alter_error(from, &alter, errors::NOT_CONTROLLER);
         };
         let shutting = shutting_down(&self.image, &active.contacts);
-        match check_alter(&self.image, &shutting, from, &alter) {
+        match check_alter(&self.image, &self.config, &shutting, from, &alter) {
             Err(error) => self.send_alter_error(from, &alter, error),
             // Nothing to change: the leader learns the current ISR from the image.
             Ok(None) => {}
@@ -955,6 +958,7 @@ impl Builder<'_> {
                     id,
                     incarnation: contact.incarnation,
                     endpoint: contact.endpoint.clone(),
+                    storage: contact.storage,
                 }),
             };
             if let Some(record) = record {
@@ -1050,7 +1054,7 @@ impl Builder<'_> {
 
     /// Adds an accepted ISR change, or answers the refusal. True if a record was added.
     fn alter_partition(&mut self, from: NodeId, alter: &AlterPartition) -> bool {
-        match check_alter(self.batch.view(), self.shutting, from, alter) {
+        match check_alter(self.batch.view(), self.config, self.shutting, from, alter) {
             Err(error) => {
                 assert!(self.outbox.len() < CONTROLLER_OUTBOX_MAX, "outbox overflow");
                 self.outbox.push_back(ControllerOutput::Send {
@@ -1154,11 +1158,13 @@ impl Builder<'_> {
         let mut changes = Vec::new();
         for (name, topic) in &view.topics {
             let unclean = topic.config::<bool>("unclean.leader.election.enable") == Some(true);
+            let min_isr = min_isr_of(topic, self.config);
             for (index, p) in topic.partitions.iter().enumerate() {
                 let index = u32::try_from(index).expect("partition counts fit in u32");
                 let rules = ElectionRules {
                     unclean,
                     outside_isr,
+                    min_isr,
                 };
                 if let Some(change) = partition_fix(name, index, p, &eligible, rules) {
                     changes.push(change);
@@ -1392,6 +1398,7 @@ fn new_topic_id(prng: &mut Prng, view: &MetadataImage) -> [u8; 16] {
 /// Validates an AlterPartition against `view`: `Ok(None)` when it changes nothing.
 fn check_alter(
     view: &MetadataImage,
+    config: &ControllerConfig,
     shutting: &BTreeSet<NodeId>,
     from: NodeId,
     alter: &AlterPartition,
@@ -1403,6 +1410,10 @@ fn check_alter(
     {
         return Err(errors::STALE_BROKER_EPOCH);
     }
+    let topic = view
+        .topics
+        .get(&alter.topic)
+        .ok_or(errors::UNKNOWN_TOPIC_OR_PARTITION)?;
     let p = view
         .partition(&alter.topic, alter.partition)
         .ok_or(errors::UNKNOWN_TOPIC_OR_PARTITION)?;
@@ -1438,6 +1449,8 @@ fn check_alter(
         return Ok(None);
     }
     let mut change = unchanged(&alter.topic, alter.partition as usize, p);
+    let elr = next_elr(p, &alter.isr, &p.replicas, min_isr_of(topic, config));
+    change.elr = (elr != p.elr).then_some(elr);
     change.isr = Some(alter.isr.clone());
     Ok(Some(change))
 }
@@ -1490,6 +1503,8 @@ struct ElectionRules {
     unclean: bool,
     /// Canary: elect the first live replica even outside the ISR.
     outside_isr: bool,
+    /// The topic's `min.insync.replicas`.
+    min_isr: usize,
 }
 
 /// The change, if any, that brings one partition in line: a completed reassignment, ineligible
@@ -1522,30 +1537,39 @@ fn partition_fix(
     if !live_isr.is_empty() {
         isr = live_isr;
     }
+    let mut elr = next_elr(p, &isr, &replicas, rules.min_isr);
     let leader_usable = p
         .leader
         .is_some_and(|l| eligible(l) && isr.contains(&l) && replicas.contains(&l));
     let leader = if leader_usable {
         p.leader
     } else {
-        elect(&replicas, &mut isr, eligible, rules)
+        elect(&replicas, &mut isr, &mut elr, eligible, rules)
     };
-    if replicas == p.replicas && isr == p.isr && leader == p.leader && reassignment.is_none() {
+    if replicas == p.replicas
+        && isr == p.isr
+        && elr == p.elr
+        && leader == p.leader
+        && reassignment.is_none()
+    {
         return None;
     }
     let mut change = unchanged(topic, index as usize, p);
     change.leader = (leader != p.leader).then_some(leader);
+    change.elr = (elr != p.elr).then_some(elr);
     change.isr = (isr != p.isr).then_some(isr);
     change.replicas = (replicas != p.replicas).then_some(replicas);
     change.reassignment = reassignment;
     Some(change)
 }
 
-/// The first replica in assignment order that is in the ISR and live; with an unclean election
-/// allowed, else the first live replica, which becomes the whole ISR.
+/// The first replica in assignment order that is in the ISR and live; else the first live
+/// eligible leader replica (KIP-966), which becomes the ISR; with an unclean election allowed,
+/// else the first live replica, which becomes the whole ISR.
 fn elect(
     replicas: &[NodeId],
     isr: &mut Vec<NodeId>,
+    elr: &mut Vec<NodeId>,
     eligible: &dyn Fn(NodeId) -> bool,
     rules: ElectionRules,
 ) -> Option<NodeId> {
@@ -1560,13 +1584,58 @@ fn elect(
     {
         return Some(r);
     }
+    if let Some(r) = replicas
+        .iter()
+        .copied()
+        .find(|&r| elr.contains(&r) && eligible(r))
+    {
+        // The old ISR members stay out: still fenced, and the ISR stays below the minimum, so
+        // they become eligible leader replicas in turn.
+        let before = std::mem::replace(isr, vec![r]);
+        elr.retain(|&e| e != r);
+        for old in before {
+            if !elr.contains(&old) && old != r {
+                elr.push(old);
+            }
+        }
+        elr.sort_by_key(|e| replicas.iter().position(|x| x == e));
+        return Some(r);
+    }
     if rules.unclean {
         if let Some(r) = first_live {
             *isr = vec![r];
+            elr.clear();
             return Some(r);
         }
     }
     None
+}
+
+/// The eligible leader replicas after the ISR of `p` becomes `isr` (KIP-966): none while the
+/// ISR holds at least `min_isr` members (the high watermark moves with it); otherwise the
+/// earlier ones plus every member that just left, all still replicas and not in the ISR.
+fn next_elr(p: &PartitionInfo, isr: &[NodeId], replicas: &[NodeId], min_isr: usize) -> Vec<NodeId> {
+    if isr.len() >= min_isr.min(replicas.len()) {
+        return Vec::new();
+    }
+    let mut elr: Vec<NodeId> = p
+        .elr
+        .iter()
+        .chain(&p.isr)
+        .copied()
+        .filter(|r| !isr.contains(r) && replicas.contains(r))
+        .collect();
+    elr.sort_by_key(|e| replicas.iter().position(|x| x == e));
+    elr.dedup();
+    elr
+}
+
+/// A topic's `min.insync.replicas`: its override, else the cluster default.
+fn min_isr_of(topic: &TopicInfo, config: &ControllerConfig) -> usize {
+    let min = topic
+        .config::<i32>("min.insync.replicas")
+        .unwrap_or(config.default_min_insync_replicas);
+    usize::try_from(min).unwrap_or(1).max(1)
 }
 
 /// A change to `p` that changes nothing yet.
@@ -1577,6 +1646,7 @@ fn unchanged(topic: &str, index: usize, p: &PartitionInfo) -> PartitionChange {
         expected_partition_epoch: p.partition_epoch,
         leader: None,
         isr: None,
+        elr: None,
         replicas: None,
         reassignment: None,
     }
@@ -1703,7 +1773,7 @@ fn record_bytes_max(record: &MetadataRecord) -> usize {
                     .reassignment
                     .as_ref()
                     .map_or(0, |(a, r)| ids_bytes_max(a.len()) + ids_bytes_max(r.len()));
-                c.topic.len() + list(&c.isr) + list(&c.replicas) + reassignment
+                c.topic.len() + list(&c.isr) + list(&c.elr) + list(&c.replicas) + reassignment
             }
         }
 }

@@ -25,6 +25,11 @@ fn config() -> ControllerConfig {
     }
 }
 
+/// The data directory identity broker `id` keeps across restarts in these tests.
+fn storage_of(id: NodeId) -> u64 {
+    1_000 + u64::from(id)
+}
+
 fn endpoint(id: NodeId) -> Endpoint {
     Endpoint {
         host: format!("broker-{id}"),
@@ -156,6 +161,7 @@ impl H {
                 endpoint: endpoint(broker),
                 metadata_offset,
                 shutting_down: false,
+                storage: storage_of(broker),
             },
         )
     }
@@ -334,6 +340,7 @@ fn heartbeat_registers_then_unfences_once_caught_up() {
         endpoint: endpoint(1),
         metadata_offset: offset,
         shutting_down: false,
+        storage: 77,
     };
     let reply = h.heartbeat_full(1, hb(0));
     assert!(reply.active && reply.fenced);
@@ -342,7 +349,8 @@ fn heartbeat_registers_then_unfences_once_caught_up() {
         &vec![MetadataRecord::RegisterBroker {
             id: 1,
             incarnation: 5,
-            endpoint: endpoint(1)
+            endpoint: endpoint(1),
+            storage: 77,
         }]
     );
     let registered_at = h.c.image().offset;
@@ -457,6 +465,79 @@ fn last_isr_member_is_kept_and_reelected_when_it_returns() {
     let q = h.partition("t", 0);
     assert_eq!((q.leader, q.isr.clone()), (Some(1), vec![1]));
     assert_eq!(q.leader_epoch, p.leader_epoch + 1);
+}
+
+// KIP-966: members that leave an ISR already below min.insync.replicas become eligible leader
+// replicas. When the last ISR member comes back with a wiped disk (a new storage identity) it
+// leaves the ISR and any leadership at once, and a live eligible replica is elected cleanly
+// instead of the empty one.
+#[test]
+fn a_wiped_last_isr_member_gives_way_to_an_eligible_leader_replica() {
+    let mut h = H::new();
+    h.activate();
+    h.join(&[1, 2, 3]);
+    let mut topic = manual("t", vec![vec![1, 2, 3]]);
+    topic
+        .configs
+        .insert("min.insync.replicas".into(), "2".into());
+    h.create(vec![topic]);
+    // 2 and 3 stop: the ISR shrinks to 1 (below the minimum), and they become eligible.
+    h.advance(ms(SESSION_MS + TICK_MS * 2), &[1]);
+    let p = h.partition("t", 0).clone();
+    assert_eq!(
+        (p.leader, p.isr.clone(), p.elr.clone()),
+        (Some(1), vec![1], vec![2, 3])
+    );
+    // 1 restarts on an empty disk.
+    h.incarnations.insert(1, 2);
+    let reply = h.heartbeat_full(
+        1,
+        BrokerHeartbeat {
+            incarnation: 2,
+            endpoint: endpoint(1),
+            metadata_offset: h.c.image().offset,
+            shutting_down: false,
+            storage: 9_999,
+        },
+    );
+    assert!(reply.fenced);
+    let q = h.partition("t", 0).clone();
+    assert_eq!(
+        (q.leader, q.isr.clone(), q.elr.clone()),
+        (None, vec![], vec![2, 3])
+    );
+    assert!(q.leader_epoch > p.leader_epoch);
+    // 2 returns: elected from the ELR, it becomes the ISR; 3 stays eligible.
+    h.advance(ms(TICK_MS * 3), &[2]);
+    let r = h.partition("t", 0);
+    assert_eq!(
+        (r.leader, r.isr.clone(), r.elr.clone()),
+        (Some(2), vec![2], vec![3])
+    );
+}
+
+// Leaving the ISR while it keeps min.insync.replicas members makes no one eligible, and an ISR
+// back at the minimum clears the ELR.
+#[test]
+fn eligible_leader_replicas_exist_only_below_the_minimum() {
+    let mut h = H::new();
+    h.activate();
+    h.join(&[1, 2, 3]);
+    let mut topic = manual("t", vec![vec![1, 2, 3]]);
+    topic
+        .configs
+        .insert("min.insync.replicas".into(), "2".into());
+    h.create(vec![topic]);
+    let (leader, alter) = h.alter_request("t", vec![1, 2]);
+    assert_eq!(h.alter(leader, alter), None);
+    assert_eq!(h.partition("t", 0).elr, Vec::<NodeId>::new());
+    let (leader, alter) = h.alter_request("t", vec![1]);
+    assert_eq!(h.alter(leader, alter), None);
+    assert_eq!(h.partition("t", 0).elr, vec![2]);
+    let (leader, alter) = h.alter_request("t", vec![1, 3]);
+    assert_eq!(h.alter(leader, alter), None);
+    let p = h.partition("t", 0);
+    assert_eq!((p.isr.clone(), p.elr.clone()), (vec![1, 3], vec![]));
 }
 
 // An unclean election happens only when the topic enables it, and then the new leader is the
@@ -867,6 +948,7 @@ fn controlled_shutdown_moves_leadership_then_allows_stop() {
         endpoint: endpoint(1),
         metadata_offset: 0,
         shutting_down: true,
+        storage: storage_of(1),
     };
     let first = h.heartbeat_full(1, heartbeat.clone());
     assert!(
@@ -1079,6 +1161,7 @@ fn record_size_bound_covers_postcard() {
                 host: "h".repeat(300),
                 port: u16::MAX,
             },
+            storage: u64::MAX,
         },
         MetadataRecord::SetFenced {
             id: u32::MAX,
@@ -1101,6 +1184,7 @@ fn record_size_bound_covers_postcard() {
             expected_partition_epoch: i32::MIN,
             leader: Some(Some(u32::MAX)),
             isr: Some(vec![u32::MAX; 7]),
+            elr: Some(vec![u32::MAX; 7]),
             replicas: Some(vec![u32::MAX; 7]),
             reassignment: Some((vec![u32::MAX; 3], vec![u32::MAX; 4])),
         }),
@@ -1241,6 +1325,7 @@ fn run_op(h: &mut H, op: Op) {
                     endpoint: endpoint(broker),
                     metadata_offset,
                     shutting_down,
+                    storage: storage_of(broker),
                 }),
             );
         }

@@ -31,6 +31,9 @@ pub struct BrokerInfo {
     pub endpoint: Endpoint,
     /// Fenced brokers lead nothing and join no ISR.
     pub fenced: bool,
+    /// The identity of its data directory (0: not known). A broker that registers with a
+    /// different one lost its disk.
+    pub storage: u64,
 }
 
 /// One partition's replication state.
@@ -38,9 +41,15 @@ pub struct BrokerInfo {
 pub struct PartitionInfo {
     /// The replica set, preferred leader first.
     pub replicas: Vec<NodeId>,
-    /// In-sync replicas, a subset of `replicas`; never empty once the partition had a leader
-    /// (the last member stays even while fenced, so an unclean election is never implied).
+    /// In-sync replicas, a subset of `replicas`. Fencing never empties it (the last member
+    /// stays, so an unclean election is never implied); only a member that lost its disk
+    /// leaves an empty ISR behind.
     pub isr: Vec<NodeId>,
+    /// Eligible leader replicas (KIP-966): members that left the ISR while it was smaller than
+    /// `min.insync.replicas`. The leader's high watermark does not advance while the ISR is
+    /// that small, so each holds everything committed and can be elected cleanly when no ISR
+    /// member is alive.
+    pub elr: Vec<NodeId>,
     /// The leader, if any replica can lead.
     pub leader: Option<NodeId>,
     /// Bumped whenever the leader changes (Kafka's leader epoch).
@@ -96,6 +105,8 @@ pub struct PartitionChange {
     pub leader: Option<Option<NodeId>>,
     /// New ISR.
     pub isr: Option<Vec<NodeId>>,
+    /// New eligible leader replicas.
+    pub elr: Option<Vec<NodeId>>,
     /// New replica set.
     pub replicas: Option<Vec<NodeId>>,
     /// New reassignment state `(adding, removing)`.
@@ -113,6 +124,10 @@ pub enum MetadataRecord {
         incarnation: u64,
         /// Its client endpoint.
         endpoint: Endpoint,
+        /// Its data directory's identity (0: not known). One different from the registered
+        /// one means the disk was lost: the broker leaves every ISR and ELR, and any
+        /// leadership, at once.
+        storage: u64,
     },
     /// Fence (or unfence) the given incarnation of a broker.
     SetFenced {
@@ -157,11 +172,17 @@ impl MetadataImage {
                 id,
                 incarnation,
                 endpoint,
+                storage,
             } => {
+                let mut known = 0;
                 if let Some(old) = self.brokers.get(id) {
                     if old.incarnation > *incarnation {
                         return false;
                     }
+                    known = old.storage;
+                }
+                if known != 0 && *storage != 0 && known != *storage {
+                    self.forget_replica_data(*id);
                 }
                 self.brokers.insert(
                     *id,
@@ -169,6 +190,7 @@ impl MetadataImage {
                         incarnation: *incarnation,
                         endpoint: endpoint.clone(),
                         fenced: true,
+                        storage: if *storage != 0 { *storage } else { known },
                     },
                 );
                 true
@@ -198,6 +220,7 @@ impl MetadataImage {
                     .map(|replicas| PartitionInfo {
                         replicas: replicas.clone(),
                         isr: replicas.clone(),
+                        elr: Vec::new(),
                         leader: replicas.first().copied(),
                         leader_epoch: 0,
                         partition_epoch: 0,
@@ -227,6 +250,25 @@ impl MetadataImage {
         }
     }
 
+    /// Broker `id` lost its disk: it holds none of the data its ISR or ELR memberships
+    /// promised, so it leaves them (and any leadership) in every partition.
+    fn forget_replica_data(&mut self, id: NodeId) {
+        for topic in self.topics.values_mut() {
+            for p in &mut topic.partitions {
+                if !p.isr.contains(&id) && !p.elr.contains(&id) && p.leader != Some(id) {
+                    continue;
+                }
+                p.isr.retain(|r| *r != id);
+                p.elr.retain(|r| *r != id);
+                if p.leader == Some(id) {
+                    p.leader = None;
+                    p.leader_epoch += 1;
+                }
+                p.partition_epoch += 1;
+            }
+        }
+    }
+
     fn apply_partition_change(&mut self, change: &PartitionChange) -> bool {
         let Some(p) = self
             .topics
@@ -246,6 +288,9 @@ impl MetadataImage {
         }
         if let Some(isr) = &change.isr {
             p.isr = isr.clone();
+        }
+        if let Some(elr) = &change.elr {
+            p.elr = elr.clone();
         }
         if let Some(replicas) = &change.replicas {
             p.replicas = replicas.clone();

@@ -508,6 +508,7 @@ impl Node {
             endpoint: self.config.endpoint.clone(),
             metadata_offset: self.image_offset,
             shutting_down: self.shutting_down,
+            storage: self.broker.storage_id(),
         };
         let to = self.controller_destination();
         self.route(to, PeerMessage::Heartbeat(heartbeat));

@@ -22,6 +22,8 @@ pub struct BrokerHeartbeat {
     pub metadata_offset: u64,
     /// The broker is shutting down and wants its leaderships moved away first.
     pub shutting_down: bool,
+    /// The identity of its data directory, kept with its data (a wiped disk gets a new one).
+    pub storage: u64,
 }
 
 /// The controller's answer to a [`BrokerHeartbeat`].

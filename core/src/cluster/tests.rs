@@ -244,6 +244,10 @@ fn create_topic(rf: i16, min_isr: &str) -> RequestKind {
 }
 
 fn produce(value: &str) -> RequestKind {
+    produce_with_acks(value, -1)
+}
+
+fn produce_with_acks(value: &str, acks: i16) -> RequestKind {
     let records = encode(
         &BatchSpec::default(),
         &[NewRecord {
@@ -261,7 +265,7 @@ fn produce(value: &str) -> RequestKind {
         .with_partition_data(vec![data]);
     RequestKind::Produce(
         ProduceRequest::default()
-            .with_acks(-1)
+            .with_acks(acks)
             .with_timeout_ms(5_000)
             .with_topic_data(vec![topic]),
     )
@@ -401,4 +405,45 @@ fn a_restarted_follower_rejoins_the_isr_only_after_fetching_again() {
     c.fetches_lost.clear();
     c.run_for(Duration::from_secs(3));
     assert!(isr(&c).contains(&follower), "{:?}", isr(&c));
+}
+
+// KIP-966: while the ISR is below min.insync.replicas the leader's high watermark stays where
+// it is, even for acks=1 data, so the members that left meanwhile (eligible leader replicas)
+// hold everything committed. It moves again once the ISR is back at the minimum.
+#[test]
+fn the_high_watermark_waits_while_the_isr_is_below_the_minimum() {
+    let mut c = cluster_with_topic();
+    let (leader, _) = c.leader_of(1, "t").expect("a leader");
+    let (code, _) = produce_result(c.request(leader, ApiKey::Produce, 7, produce("v0")));
+    assert_eq!(code, 0);
+    let followers: Vec<NodeId> = c.nodes.keys().copied().filter(|id| *id != leader).collect();
+    c.fetches_lost.extend(followers.iter().copied());
+    let acks_one = produce_with_acks("v1", 1);
+    let (code, offset) = produce_result(c.request(leader, ApiKey::Produce, 7, acks_one));
+    assert_eq!((code, offset), (0, 1));
+    // The followers lag behind the new record: the ISR shrinks to the leader alone.
+    c.run_for(Duration::from_secs(3));
+    let p = c.image(leader).partition("t", 0).expect("t-0").clone();
+    let mut elr = p.elr.clone();
+    elr.sort_unstable();
+    assert_eq!((p.isr.clone(), elr), (vec![leader], followers.clone()));
+    let hw = |c: &Cluster| {
+        c.nodes[&leader]
+            .broker()
+            .replica_views()
+            .into_iter()
+            .find(|v| v.topic == "t")
+            .expect("replica")
+            .high_watermark
+    };
+    assert_eq!(
+        hw(&c),
+        1,
+        "the acks=1 record is not committed below the minimum"
+    );
+    c.fetches_lost.clear();
+    c.run_for(Duration::from_secs(3));
+    assert_eq!(hw(&c), 2);
+    let p = c.image(leader).partition("t", 0).expect("t-0").clone();
+    assert_eq!((p.isr.len(), p.elr), (3, Vec::<NodeId>::new()));
 }
