@@ -67,6 +67,12 @@ impl EpochCache {
         self.check();
     }
 
+    /// The epoch that wrote the batch at `offset`: the last entry starting at or below it.
+    pub fn epoch_at(&self, offset: i64) -> Option<i32> {
+        let after = self.entries.partition_point(|(_, s)| *s <= offset);
+        after.checked_sub(1).map(|i| self.entries[i].0)
+    }
+
     /// Forgets every entry.
     pub fn clear(&mut self) {
         self.entries.clear();

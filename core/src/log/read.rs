@@ -375,7 +375,7 @@ impl Log {
             }
             Some(start) => {
                 let result = ReadResult {
-                    batches: data.slice(start..consumed),
+                    batches: self.stamp_epochs(data.slice(start..consumed)),
                     next_offset: expected,
                     log_start_offset: self.log_start_offset,
                     log_end_offset: self.log_end_offset(),
@@ -404,6 +404,30 @@ impl Log {
                 self.issue_read(state, needed)
             }
         }
+    }
+
+    /// The batches with each one's partition leader epoch as the epoch cache records it. The
+    /// field lies outside the CRC, so bit rot there goes unnoticed; served as found, a raised
+    /// epoch followed by lower ones is refused by every follower forever. The cache, built
+    /// from appends and recovery, is what this replica answers OffsetForLeaderEpoch with, so
+    /// the batches it serves say the same.
+    fn stamp_epochs(&self, batches: Bytes) -> Bytes {
+        let mut stamped: Option<Vec<u8>> = None;
+        let mut position = 0usize;
+        while position < batches.len() {
+            let Ok(header) = record_batch::BatchHeader::parse(&batches[position..]) else {
+                break;
+            };
+            let size = header.size() as usize;
+            if let Some(epoch) = self.epochs.epoch_at(header.base_offset) {
+                if epoch != header.partition_leader_epoch {
+                    let bytes = stamped.get_or_insert_with(|| batches.to_vec());
+                    record_batch::set_partition_leader_epoch(&mut bytes[position..], epoch);
+                }
+            }
+            position += size;
+        }
+        stamped.map_or(batches, Bytes::from)
     }
 
     fn read_corrupt(&mut self, mut state: ReadState, offset: i64, error: BatchError) {

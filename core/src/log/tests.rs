@@ -346,6 +346,24 @@ fn reads_report_damage_that_rereading_cannot_cure() {
     assert!(matches!(h.read(0, 10), Ok(read) if read.next_offset == 2));
 }
 
+// A partition leader epoch damaged at rest (the field lies outside the CRC) is served as the
+// epoch cache records it, so followers, which refuse epochs that go down, can still replicate.
+#[test]
+fn reads_serve_the_epoch_the_cache_records() {
+    let file = "t-0/00000000000000000000.log".to_string();
+    let mut h = Harness::open(small_config());
+    h.append(1, batch(2, 1, 50)).expect("append");
+    h.append(2, batch(2, 2, 50)).expect("append");
+    h.disk.volatile.get_mut(&file).expect("file")[12..16]
+        .copy_from_slice(&(1i32 << 20).to_be_bytes());
+    let read = h.read(0, 1 << 20).expect("read");
+    let first = record_batch::check_framing(&read.batches).expect("valid batch");
+    assert_eq!(first.partition_leader_epoch, 3);
+    let second = &read.batches[first.size() as usize..];
+    let second = record_batch::check_framing(second).expect("valid batch");
+    assert_eq!((second.base_offset, second.partition_leader_epoch), (2, 3));
+}
+
 // ListOffsets by timestamp: the first record whose timestamp reaches the target, across
 // batches and segments, or none when every record is older.
 #[test]
