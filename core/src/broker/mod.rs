@@ -1321,6 +1321,12 @@ impl Broker {
         let registry = match best {
             Some(registry) => registry,
             None if found == 0 => Registry::default(),
+            // One slot and it does not decode: most likely the very first write, torn by a
+            // crash before its sync (so nothing it held was acknowledged). In a cluster the
+            // topics come back from the metadata image, and a fresh storage id makes the
+            // controller treat this broker's replicas as empty, which is the safe reading
+            // even if the slot was damaged after its sync.
+            None if found == 1 && self.replication().is_some() => Registry::default(),
             None => return self.fail_startup(),
         };
         self.phase = Phase::RecoveringLogs;
