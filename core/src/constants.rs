@@ -60,6 +60,10 @@ pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 pub const TOPIC_CONFIG_BYTES_MAX: usize = 1024;
 /// Largest topic metadata file the broker writes or reads back.
 pub const METADATA_FILE_BYTES_MAX: u32 = 64 * 1024 * 1024;
+
+/// How often a broker reads its only registry slot again when it does not decode, before
+/// taking it for a first write torn by a crash.
+pub const REGISTRY_REREADS_MAX: u32 = 2;
 /// Longest a fetch may wait for data (`max_wait_ms` is clamped to this).
 pub const FETCH_WAIT_MAX_MS: i32 = 60_000;
 

@@ -378,6 +378,10 @@ enum Phase {
         reads_outstanding: u32,
         best: Option<Registry>,
         slots_found: u32,
+        /// A read failed outright (not a decode failure): start-up fails, to be retried.
+        read_failed: bool,
+        /// Re-reads of a lone slot that did not decode (a flip in transit reads clean next).
+        rereads: u32,
     },
     /// Partition logs recovering.
     RecoveringLogs,
@@ -430,6 +434,8 @@ pub struct Broker {
     /// registry is loaded). A wiped disk gets a new one, which tells the controller that
     /// this broker's replicas hold nothing any more.
     storage_id: u64,
+    /// The registry slot file, when only one exists (re-read if it does not decode).
+    lone_registry_slot: Option<&'static str>,
     /// Cluster mode: log operations made for replication, with their partition.
     replica_ops: BTreeMap<OpId, (String, i32, replica::ReplicaOp)>,
     /// Cluster mode: CreateTopics/DeleteTopics waiting for the controller.
@@ -447,6 +453,8 @@ impl Broker {
                 reads_outstanding: 0,
                 best: None,
                 slots_found: 0,
+                read_failed: false,
+                rereads: 0,
             },
             draining: false,
             shutdown_reported: false,
@@ -473,6 +481,7 @@ impl Broker {
             controller_hint: None,
             image_floor: 0,
             storage_id: 0,
+            lone_registry_slot: None,
             replica_ops: BTreeMap::new(),
             forwards: BTreeSet::new(),
         };
@@ -1267,10 +1276,13 @@ impl Broker {
             .copied()
             .filter(|s| entries.iter().any(|e| e.name == *s))
             .collect();
+        self.lone_registry_slot = (slots.len() == 1).then(|| slots[0]);
         self.phase = Phase::LoadingRegistry {
             reads_outstanding: slots.len() as u32,
             best: None,
             slots_found: slots.len() as u32,
+            read_failed: false,
+            rereads: 0,
         };
         for slot in slots {
             let op = DiskOp::Read {
@@ -1291,18 +1303,22 @@ impl Broker {
         let Phase::LoadingRegistry {
             reads_outstanding,
             best,
+            read_failed,
             ..
         } = &mut self.phase
         else {
             return;
         };
         *reads_outstanding -= 1;
-        if let Ok(DiskOutcome::Read(bytes)) = result {
-            if let Some(registry) = Registry::decode(&bytes) {
-                if best.as_ref().is_none_or(|b| registry.sequence > b.sequence) {
-                    *best = Some(registry);
+        match result {
+            Ok(DiskOutcome::Read(bytes)) => {
+                if let Some(registry) = Registry::decode(&bytes) {
+                    if best.as_ref().is_none_or(|b| registry.sequence > b.sequence) {
+                        *best = Some(registry);
+                    }
                 }
             }
+            _ => *read_failed = true,
         }
         self.maybe_finish_registry_load(now);
     }
@@ -1312,17 +1328,42 @@ impl Broker {
             reads_outstanding: 0,
             best,
             slots_found,
+            read_failed,
+            rereads,
         } = &mut self.phase
         else {
             return;
         };
         let found = *slots_found;
+        if *read_failed && best.is_none() {
+            return self.fail_startup();
+        }
+        if best.is_none() && found == 1 && *rereads < REGISTRY_REREADS_MAX {
+            *rereads += 1;
+            if let Phase::LoadingRegistry {
+                reads_outstanding, ..
+            } = &mut self.phase
+            {
+                *reads_outstanding = 1;
+            }
+            let slot = self.lone_registry_slot.unwrap_or(REGISTRY_SLOTS[0]);
+            let op = DiskOp::Read {
+                file: registry::slot_path(slot),
+                position: 0,
+                len: METADATA_FILE_BYTES_MAX,
+            };
+            self.emit_disk(op, DiskRoute::RegistryRead);
+            return;
+        }
+        let Phase::LoadingRegistry { best, .. } = &mut self.phase else {
+            return;
+        };
         let best = best.take();
         let registry = match best {
             Some(registry) => registry,
             None if found == 0 => Registry::default(),
-            // One slot and it does not decode: most likely the very first write, torn by a
-            // crash before its sync (so nothing it held was acknowledged). In a cluster the
+            // One slot, read whole and not decoding on any of its reads: most likely the very
+            // first write, torn by a crash before its sync (so nothing it held was acknowledged). In a cluster the
             // topics come back from the metadata image, and a fresh storage id makes the
             // controller treat this broker's replicas as empty, which is the safe reading
             // even if the slot was damaged after its sync.

@@ -973,10 +973,19 @@ impl Broker {
         };
         let leo = p.log.log_end_offset();
         p.high_watermark = p.high_watermark.min(leo).max(p.log.log_start_offset());
-        if let Role::Follower(f) = &mut p.role {
-            if f.phase == FollowPhase::Truncating {
+        match &mut p.role {
+            Role::Follower(f) if f.phase == FollowPhase::Truncating => {
                 f.phase = FollowPhase::Ready(now);
             }
+            // A truncation this replica started as a follower (its old leader's divergence)
+            // ended after it became leader: its epoch starts at the new log end, or its high
+            // watermark could never reach the epoch start.
+            Role::Leader(leader) if leader.epoch_start > leo => {
+                leader.epoch_start = leo;
+                let epoch = p.leader_epoch;
+                p.log.assign_epoch(epoch);
+            }
+            _ => {}
         }
         self.maybe_fetch(now, topic, partition);
     }
