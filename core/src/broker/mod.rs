@@ -1325,7 +1325,7 @@ impl Broker {
 
     fn maybe_finish_registry_load(&mut self, now: Instant) {
         let Phase::LoadingRegistry {
-            reads_outstanding: 0,
+            reads_outstanding,
             best,
             slots_found,
             read_failed,
@@ -1334,39 +1334,37 @@ impl Broker {
         else {
             return;
         };
+        if *reads_outstanding > 0 {
+            return;
+        }
         let found = *slots_found;
-        if *read_failed && best.is_none() {
-            return self.fail_startup();
-        }
-        if best.is_none() && found == 1 && *rereads < REGISTRY_REREADS_MAX {
-            *rereads += 1;
-            if let Phase::LoadingRegistry {
-                reads_outstanding, ..
-            } = &mut self.phase
-            {
+        let best = match best.take() {
+            Some(registry) => Some(registry),
+            None if *read_failed => return self.fail_startup(),
+            None if found == 1 && *rereads < REGISTRY_REREADS_MAX => {
+                // A lone slot that does not decode is read again: a flip in transit reads
+                // clean the next time.
+                *rereads += 1;
                 *reads_outstanding = 1;
+                let slot = self.lone_registry_slot.unwrap_or(REGISTRY_SLOTS[0]);
+                let op = DiskOp::Read {
+                    file: registry::slot_path(slot),
+                    position: 0,
+                    len: METADATA_FILE_BYTES_MAX,
+                };
+                self.emit_disk(op, DiskRoute::RegistryRead);
+                return;
             }
-            let slot = self.lone_registry_slot.unwrap_or(REGISTRY_SLOTS[0]);
-            let op = DiskOp::Read {
-                file: registry::slot_path(slot),
-                position: 0,
-                len: METADATA_FILE_BYTES_MAX,
-            };
-            self.emit_disk(op, DiskRoute::RegistryRead);
-            return;
-        }
-        let Phase::LoadingRegistry { best, .. } = &mut self.phase else {
-            return;
+            None => None,
         };
-        let best = best.take();
         let registry = match best {
             Some(registry) => registry,
             None if found == 0 => Registry::default(),
             // One slot, read whole and not decoding on any of its reads: most likely the very
-            // first write, torn by a crash before its sync (so nothing it held was acknowledged). In a cluster the
-            // topics come back from the metadata image, and a fresh storage id makes the
-            // controller treat this broker's replicas as empty, which is the safe reading
-            // even if the slot was damaged after its sync.
+            // first write, torn by a crash before its sync (so nothing it held was
+            // acknowledged). In a cluster the topics come back from the metadata image, and a
+            // fresh storage id makes the controller treat this broker's replicas as empty,
+            // which is the safe reading even if the slot was damaged after its sync.
             None if found == 1 && self.replication().is_some() => Registry::default(),
             None => return self.fail_startup(),
         };

@@ -345,7 +345,7 @@ fn heartbeat_registers_then_unfences_once_caught_up() {
     let reply = h.heartbeat_full(1, hb(0));
     assert!(reply.active && reply.fenced);
     assert_eq!(
-        h.committed.last().unwrap(),
+        h.committed.last().expect("a batch was committed"),
         &vec![MetadataRecord::RegisterBroker {
             id: 1,
             incarnation: 5,
@@ -363,7 +363,7 @@ fn heartbeat_registers_then_unfences_once_caught_up() {
     assert!(reply.image.is_none());
     assert!(!h.broker(1).fenced);
     assert_eq!(
-        h.committed.last().unwrap(),
+        h.committed.last().expect("a batch was committed"),
         &vec![MetadataRecord::SetFenced {
             id: 1,
             incarnation: 5,
@@ -1193,7 +1193,9 @@ fn record_size_bound_covers_postcard() {
         let encoded = postcard::to_allocvec(record).expect("serializes");
         assert!(encoded.len() <= record_bytes_max(record), "{record:?}");
     }
-    let batch_bytes = postcard::to_allocvec(&records).unwrap().len();
+    let batch_bytes = postcard::to_allocvec(&records)
+        .expect("records serialize")
+        .len();
     let bound: usize = records.iter().map(record_bytes_max).sum();
     assert!(batch_bytes <= bound + VARINT_BYTES_MAX);
 }
