@@ -378,22 +378,16 @@ impl Broker {
     /// `(id, host, port)` of every live broker, for DescribeCluster.
     pub(super) fn cluster_brokers(&self) -> Vec<(i32, String, i32)> {
         self.image
-            .as_ref()
-            .map(|image| {
-                image
-                    .brokers
-                    .iter()
-                    .filter(|(_, b)| !b.fenced)
-                    .map(|(id, b)| {
-                        (
-                            *id as i32,
-                            b.endpoint.host.clone(),
-                            i32::from(b.endpoint.port),
-                        )
-                    })
-                    .collect()
+            .iter()
+            .flat_map(|image| image.live_brokers())
+            .map(|(id, b)| {
+                (
+                    id as i32,
+                    b.endpoint.host.clone(),
+                    i32::from(b.endpoint.port),
+                )
             })
-            .unwrap_or_default()
+            .collect()
     }
 }
 

@@ -377,7 +377,8 @@ enum Phase {
     LoadingRegistry {
         reads_outstanding: u32,
         best: Option<Registry>,
-        slots_found: u32,
+        /// The slot files found.
+        slots: Vec<&'static str>,
         /// A read failed outright (not a decode failure): start-up fails, to be retried.
         read_failed: bool,
         /// Re-reads of a lone slot that did not decode (a flip in transit reads clean next).
@@ -434,8 +435,6 @@ pub struct Broker {
     /// registry is loaded). A wiped disk gets a new one, which tells the controller that
     /// this broker's replicas hold nothing any more.
     storage_id: u64,
-    /// The registry slot file, when only one exists (re-read if it does not decode).
-    lone_registry_slot: Option<&'static str>,
     /// Cluster mode: log operations made for replication, with their partition.
     replica_ops: BTreeMap<OpId, (String, i32, replica::ReplicaOp)>,
     /// Cluster mode: CreateTopics/DeleteTopics waiting for the controller.
@@ -452,7 +451,7 @@ impl Broker {
             phase: Phase::LoadingRegistry {
                 reads_outstanding: 0,
                 best: None,
-                slots_found: 0,
+                slots: Vec::new(),
                 read_failed: false,
                 rereads: 0,
             },
@@ -481,7 +480,6 @@ impl Broker {
             controller_hint: None,
             image_floor: 0,
             storage_id: 0,
-            lone_registry_slot: None,
             replica_ops: BTreeMap::new(),
             forwards: BTreeSet::new(),
         };
@@ -1276,11 +1274,10 @@ impl Broker {
             .copied()
             .filter(|s| entries.iter().any(|e| e.name == *s))
             .collect();
-        self.lone_registry_slot = (slots.len() == 1).then(|| slots[0]);
         self.phase = Phase::LoadingRegistry {
             reads_outstanding: slots.len() as u32,
             best: None,
-            slots_found: slots.len() as u32,
+            slots: slots.clone(),
             read_failed: false,
             rereads: 0,
         };
@@ -1327,7 +1324,7 @@ impl Broker {
         let Phase::LoadingRegistry {
             reads_outstanding,
             best,
-            slots_found,
+            slots,
             read_failed,
             rereads,
         } = &mut self.phase
@@ -1337,18 +1334,18 @@ impl Broker {
         if *reads_outstanding > 0 {
             return;
         }
-        let found = *slots_found;
+        let found = slots.len();
+        let lone = slots.first().copied().filter(|_| found == 1);
         let best = match best.take() {
             Some(registry) => Some(registry),
             None if *read_failed => return self.fail_startup(),
-            None if found == 1 && *rereads < REGISTRY_REREADS_MAX => {
+            None if lone.is_some() && *rereads < REGISTRY_REREADS_MAX => {
                 // A lone slot that does not decode is read again: a flip in transit reads
                 // clean the next time.
                 *rereads += 1;
                 *reads_outstanding = 1;
-                let slot = self.lone_registry_slot.unwrap_or(REGISTRY_SLOTS[0]);
                 let op = DiskOp::Read {
-                    file: registry::slot_path(slot),
+                    file: registry::slot_path(lone.unwrap_or(REGISTRY_SLOTS[0])),
                     position: 0,
                     len: METADATA_FILE_BYTES_MAX,
                 };

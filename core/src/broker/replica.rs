@@ -195,16 +195,20 @@ impl Broker {
 
     // ---- roles ----
 
+    /// `(topic, partition)` of every open partition, to visit while changing them.
+    fn open_partition_keys(&self) -> Vec<(String, i32)> {
+        self.topics
+            .iter()
+            .flat_map(|(name, t)| (0..t.partitions.len() as i32).map(move |i| (name.clone(), i)))
+            .collect()
+    }
+
     /// Brings every open partition's role in line with the image.
     pub(super) fn refresh_roles(&mut self, now: Instant) {
         if self.replication().is_none() {
             return;
         }
-        let keys: Vec<(String, i32)> = self
-            .topics
-            .iter()
-            .flat_map(|(name, t)| (0..t.partitions.len() as i32).map(move |i| (name.clone(), i)))
-            .collect();
+        let keys = self.open_partition_keys();
         for (topic, partition) in keys {
             self.refresh_role(now, &topic, partition);
         }
@@ -676,16 +680,10 @@ impl Broker {
         // follower's earlier process reported proves nothing about this one (KIP-903).
         let eligible: BTreeMap<NodeId, u64> = self
             .image
-            .as_ref()
-            .map(|image| {
-                image
-                    .brokers
-                    .iter()
-                    .filter(|(_, b)| !b.fenced)
-                    .map(|(id, b)| (*id, b.incarnation))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .iter()
+            .flat_map(|image| image.live_brokers())
+            .map(|(id, b)| (id, b.incarnation))
+            .collect();
         let Some(p) = self.partition(topic, partition) else {
             return;
         };
@@ -995,11 +993,7 @@ impl Broker {
         let Some(config) = self.replication().cloned() else {
             return;
         };
-        let keys: Vec<(String, i32)> = self
-            .topics
-            .iter()
-            .flat_map(|(name, t)| (0..t.partitions.len() as i32).map(move |i| (name.clone(), i)))
-            .collect();
+        let keys = self.open_partition_keys();
         let resend_after = config.replica_fetch_wait_max
             + config.replica_fetch_wait_max
             + config.replica_fetch_backoff;

@@ -1673,10 +1673,9 @@ fn is_eligible(view: &MetadataImage, shutting: &BTreeSet<NodeId>, id: NodeId) ->
 }
 
 fn eligible_brokers(view: &MetadataImage, shutting: &BTreeSet<NodeId>) -> Vec<NodeId> {
-    view.brokers
-        .keys()
-        .copied()
-        .filter(|&id| is_eligible(view, shutting, id))
+    view.live_brokers()
+        .map(|(id, _)| id)
+        .filter(|id| !shutting.contains(id))
         .collect()
 }
 

@@ -467,12 +467,8 @@ fn last_isr_member_is_kept_and_reelected_when_it_returns() {
     assert_eq!(q.leader_epoch, p.leader_epoch + 1);
 }
 
-// KIP-966: members that leave an ISR already below min.insync.replicas become eligible leader
-// replicas. When the last ISR member comes back with a wiped disk (a new storage identity) it
-// leaves the ISR and any leadership at once, and a live eligible replica is elected cleanly
-// instead of the empty one.
-#[test]
-fn a_wiped_last_isr_member_gives_way_to_an_eligible_leader_replica() {
+/// Brokers 1, 2 and 3 joined, and topic `t` on all three with min.insync.replicas 2.
+fn three_brokers_min_isr_two() -> H {
     let mut h = H::new();
     h.activate();
     h.join(&[1, 2, 3]);
@@ -481,6 +477,16 @@ fn a_wiped_last_isr_member_gives_way_to_an_eligible_leader_replica() {
         .configs
         .insert("min.insync.replicas".into(), "2".into());
     h.create(vec![topic]);
+    h
+}
+
+// KIP-966: members that leave an ISR already below min.insync.replicas become eligible leader
+// replicas. When the last ISR member comes back with a wiped disk (a new storage identity) it
+// leaves the ISR and any leadership at once, and a live eligible replica is elected cleanly
+// instead of the empty one.
+#[test]
+fn a_wiped_last_isr_member_gives_way_to_an_eligible_leader_replica() {
+    let mut h = three_brokers_min_isr_two();
     // 2 and 3 stop: the ISR shrinks to 1 (below the minimum), and they become eligible.
     h.advance(ms(SESSION_MS + TICK_MS * 2), &[1]);
     let p = h.partition("t", 0).clone();
@@ -520,14 +526,7 @@ fn a_wiped_last_isr_member_gives_way_to_an_eligible_leader_replica() {
 // back at the minimum clears the ELR.
 #[test]
 fn eligible_leader_replicas_exist_only_below_the_minimum() {
-    let mut h = H::new();
-    h.activate();
-    h.join(&[1, 2, 3]);
-    let mut topic = manual("t", vec![vec![1, 2, 3]]);
-    topic
-        .configs
-        .insert("min.insync.replicas".into(), "2".into());
-    h.create(vec![topic]);
+    let mut h = three_brokers_min_isr_two();
     let (leader, alter) = h.alter_request("t", vec![1, 2]);
     assert_eq!(h.alter(leader, alter), None);
     assert_eq!(h.partition("t", 0).elr, Vec::<NodeId>::new());

@@ -250,6 +250,14 @@ impl MetadataImage {
         }
     }
 
+    /// The unfenced brokers: those that may lead and join ISRs.
+    pub fn live_brokers(&self) -> impl Iterator<Item = (NodeId, &BrokerInfo)> {
+        self.brokers
+            .iter()
+            .filter(|(_, b)| !b.fenced)
+            .map(|(id, b)| (*id, b))
+    }
+
     /// Broker `id` lost its disk: it holds none of the data its ISR or ELR memberships
     /// promised, so it leaves them (and any leadership) in every partition.
     fn forget_replica_data(&mut self, id: NodeId) {

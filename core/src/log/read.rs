@@ -319,6 +319,9 @@ impl Log {
         let mut expected = state.position_offset;
         let mut consumed = 0usize;
         let mut first: Option<usize> = None;
+        // Served batches whose leader epoch differs from the epoch cache: (position in
+        // `data`, the cache's epoch). See `stamp_epochs`.
+        let mut restamp: Vec<(usize, i32)> = Vec::new();
         while consumed < data.len() {
             let rest = &data[consumed..];
             let header = match record_batch::check_framing(rest) {
@@ -328,7 +331,8 @@ impl Log {
                     return self.read_corrupt(state, expected, error);
                 }
                 Err(BatchError::Truncated { needed, .. }) => {
-                    return self.on_read_window_end(state, data, first, consumed, expected, needed)
+                    let window = (first, consumed, expected, needed);
+                    return self.on_read_window_end(state, data, window, &restamp);
                 }
                 Err(error) => return self.read_corrupt(state, expected, error),
             };
@@ -352,21 +356,24 @@ impl Log {
             if header.base_offset >= state.offset_max || over_budget {
                 break;
             }
+            let epoch = self.epochs.epoch_at(header.base_offset);
+            if let Some(epoch) = epoch.filter(|e| *e != header.partition_leader_epoch) {
+                restamp.push((consumed, epoch));
+            }
             consumed += size;
             expected = header.next_offset();
         }
-        self.on_read_window_end(state, data, first, consumed, expected, 0)
+        self.on_read_window_end(state, data, (first, consumed, expected, 0), &restamp)
     }
 
-    /// The read window ended at `consumed`: answer with what was collected, or read on.
+    /// The read window `(first collected, consumed, next expected offset, bytes needed)`
+    /// ended: answer with what was collected, or read on.
     fn on_read_window_end(
         &mut self,
         mut state: ReadState,
         data: Bytes,
-        first: Option<usize>,
-        consumed: usize,
-        expected: i64,
-        needed: u64,
+        (first, consumed, expected, needed): (Option<usize>, usize, i64, u64),
+        restamp: &[(usize, i32)],
     ) {
         match first {
             Some(start) if consumed == start => {
@@ -375,7 +382,7 @@ impl Log {
             }
             Some(start) => {
                 let result = ReadResult {
-                    batches: self.stamp_epochs(data.slice(start..consumed)),
+                    batches: stamp_epochs(data.slice(start..consumed), start, restamp),
                     next_offset: expected,
                     log_start_offset: self.log_start_offset,
                     log_end_offset: self.log_end_offset(),
@@ -406,30 +413,6 @@ impl Log {
         }
     }
 
-    /// The batches with each one's partition leader epoch as the epoch cache records it. The
-    /// field lies outside the CRC, so bit rot there goes unnoticed; served as found, a raised
-    /// epoch followed by lower ones is refused by every follower forever. The cache, built
-    /// from appends and recovery, is what this replica answers OffsetForLeaderEpoch with, so
-    /// the batches it serves say the same.
-    fn stamp_epochs(&self, batches: Bytes) -> Bytes {
-        let mut stamped: Option<Vec<u8>> = None;
-        let mut position = 0usize;
-        while position < batches.len() {
-            let Ok(header) = record_batch::BatchHeader::parse(&batches[position..]) else {
-                break;
-            };
-            let size = header.size() as usize;
-            if let Some(epoch) = self.epochs.epoch_at(header.base_offset) {
-                if epoch != header.partition_leader_epoch {
-                    let bytes = stamped.get_or_insert_with(|| batches.to_vec());
-                    record_batch::set_partition_leader_epoch(&mut bytes[position..], epoch);
-                }
-            }
-            position += size;
-        }
-        stamped.map_or(batches, Bytes::from)
-    }
-
     fn read_corrupt(&mut self, mut state: ReadState, offset: i64, error: BatchError) {
         // For a truncation the bad bytes may have been flipped in transit: read again. Damage
         // that stays is not this truncation's to cut quietly; failing hands it to recovery,
@@ -440,4 +423,20 @@ impl Log {
         }
         self.finish_state(&state, Err(ReadError::Corrupt { offset, error }), None)
     }
+}
+
+/// `batches` (which start at `start` in the read) with the epochs `restamp` lists rewritten:
+/// each batch's partition leader epoch as the epoch cache records it. The field lies outside
+/// the CRC, so bit rot there goes unnoticed; served as found, a raised epoch followed by lower
+/// ones is refused by every follower forever. The cache, built from appends and recovery, is
+/// what this replica answers OffsetForLeaderEpoch with, so the batches it serves say the same.
+fn stamp_epochs(batches: Bytes, start: usize, restamp: &[(usize, i32)]) -> Bytes {
+    if restamp.is_empty() {
+        return batches;
+    }
+    let mut bytes = batches.to_vec();
+    for &(position, epoch) in restamp {
+        record_batch::set_partition_leader_epoch(&mut bytes[position - start..], epoch);
+    }
+    Bytes::from(bytes)
 }

@@ -33,6 +33,17 @@ impl RaftNode {
         self.recovery_mut().outstanding.insert(id, None);
     }
 
+    /// Reads file `path` (of `len` bytes) whole, as part of recovery.
+    fn read_whole(&mut self, path: String, len: u64) {
+        let op = DiskOp::Read {
+            file: path.clone(),
+            position: 0,
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+        };
+        let id = self.disk(op);
+        self.recovery_mut().outstanding.insert(id, Some(path));
+    }
+
     fn recovery_mut(&mut self) -> &mut Recovery {
         match &mut self.phase {
             Phase::Recovering(r) => r,
@@ -53,14 +64,7 @@ impl RaftNode {
                         || SNAPSHOT_SLOTS.contains(&path.as_str())
                         || path == LOG_FILE;
                     if wanted {
-                        let len = u32::try_from(entry.len).unwrap_or(u32::MAX);
-                        let op = DiskOp::Read {
-                            file: path.clone(),
-                            position: 0,
-                            len,
-                        };
-                        let id = self.disk(op);
-                        self.recovery_mut().outstanding.insert(id, Some(path));
+                        self.read_whole(path, entry.len);
                     }
                 }
             }
@@ -76,14 +80,7 @@ impl RaftNode {
                 }
                 if !file_checks_out(&path, &bytes) && rereads < RECOVERY_REREADS_MAX {
                     recovery.rereads.insert(path.clone(), rereads + 1);
-                    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-                    let op = DiskOp::Read {
-                        file: path.clone(),
-                        position: 0,
-                        len,
-                    };
-                    let id = self.disk(op);
-                    self.recovery_mut().outstanding.insert(id, Some(path));
+                    self.read_whole(path, bytes.len() as u64);
                 }
             }
             (Ok(_), _) => {}
