@@ -32,11 +32,14 @@ pub enum Canary {
     SkipFollowerTruncation = 8,
     /// A partition leader serves followers that still follow an older leader epoch.
     AcceptStaleLeaderEpoch = 9,
+    /// A controller voter takes AppendEntries from a leader of an older epoch (KRaft's leader
+    /// epoch is the Raft term) instead of refusing it.
+    RaftAcceptsStaleLeaderEpoch = 10,
 }
 
 impl Canary {
     /// Every canary, for listing and sweeps.
-    pub const ALL: [Canary; 10] = [
+    pub const ALL: [Canary; 11] = [
         Canary::RecoverySkipsCrc,
         Canary::RecoveryKeepsTornTail,
         Canary::RaftVotesTwiceInATerm,
@@ -47,6 +50,7 @@ impl Canary {
         Canary::HwFromAllReplicas,
         Canary::SkipFollowerTruncation,
         Canary::AcceptStaleLeaderEpoch,
+        Canary::RaftAcceptsStaleLeaderEpoch,
     ];
 
     /// The canary's name, as given on the command line.
@@ -62,6 +66,7 @@ impl Canary {
             Canary::HwFromAllReplicas => "hw-from-all-replicas",
             Canary::SkipFollowerTruncation => "skip-follower-truncation",
             Canary::AcceptStaleLeaderEpoch => "accept-stale-leader-epoch",
+            Canary::RaftAcceptsStaleLeaderEpoch => "raft-accepts-stale-leader-epoch",
         }
     }
 

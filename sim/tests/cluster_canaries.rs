@@ -61,8 +61,11 @@ fn controller_elects_outside_isr_is_caught() {
 // Not caught in 20,000 seeds: every fetch is also checked against the follower's last fetched
 // epoch (divergence), a fetch that diverges never counts as progress, responses are matched to
 // the follower's own epoch, and the ISR admits only the registered incarnation, so serving a
-// stale-epoch fetch changes no outcome here. Kept (and runnable with --ignored) to measure
-// again when one of those defences changes.
+// stale-epoch fetch changes no outcome here; a variant where followers also take responses
+// from older epochs was not caught in 3,000 seeds either (the divergence check on the next
+// fetch undoes what it appended). The controller quorum's form of the same bug,
+// `raft-accepts-stale-leader-epoch`, is caught (tests/raft_canaries.rs). Kept (and runnable
+// with --ignored) to measure again when one of those defences changes.
 #[test]
 #[ignore = "the replication path has no observable effect of this planted bug; see above"]
 fn accept_stale_leader_epoch_is_caught() {

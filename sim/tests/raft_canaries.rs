@@ -41,6 +41,16 @@ fn raft_commits_without_majority_is_caught() {
     assert_caught(Canary::RaftCommitsWithoutMajority);
 }
 
+// A voter that takes a deposed leader's AppendEntries (KRaft calls the Raft term the leader
+// epoch) lets it put entries of an older epoch over the current leader's, breaking the log's
+// epoch order that every voter checks after each step. A deposed leader's request must reach
+// a voter that already moved on, and carry entries that conflict: message timing again, so the
+// first catch is at seed 2385.
+#[test]
+fn raft_accepts_stale_leader_epoch_is_caught() {
+    assert_caught_within(Canary::RaftAcceptsStaleLeaderEpoch, 3_000);
+}
+
 // A leader that answers reads without a lease serves stale reads once deposed; the read check
 // (no read below an index acknowledged before it began) must report it. A stale read needs a
 // deposed leader to answer while a newer one commits, a matter of message timing: the first

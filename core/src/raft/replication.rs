@@ -31,6 +31,17 @@ impl RaftNode {
     /// Checks the term of a leader's request; answers a stale one so the old leader learns the
     /// new term, and follows a current one.
     fn accept_leader(&mut self, now: Instant, from: NodeId, term: u64) -> bool {
+        if term < self.term
+            && !self.is_leader()
+            && self
+                .config
+                .canaries
+                .is_on(Canary::RaftAcceptsStaleLeaderEpoch)
+        {
+            self.last_leader_contact = Some(now);
+            self.reset_election_timer(now);
+            return true;
+        }
         if term < self.term {
             let (term, match_index) = (self.term, self.last_index());
             let message = Message::AppendEntriesResponse {
