@@ -22,6 +22,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use seedlog_core::broker::{ApiRange, BrokerConfig, FlushPolicy, TopicConfig};
+use seedlog_core::canary::{Canaries, Canary};
 use seedlog_core::cluster::{Endpoint, NodeConfig};
 use seedlog_core::constants::BATCH_BYTES_MAX_LIMIT;
 use seedlog_core::raft::NodeId;
@@ -72,6 +73,7 @@ pub const KEYS: &[KeySpec] = &[
     KeySpec { name: "log.retention.check.interval.ms", default: "300000", doc: "How often retention is applied." },
     KeySpec { name: "log.index.interval.bytes", default: "4096", doc: "Bytes between sparse index entries (topic: index.interval.bytes)." },
     KeySpec { name: "min.insync.replicas", default: "1", doc: "Replicas that must have an acks=all write (topic: min.insync.replicas)." },
+    KeySpec { name: "canaries", default: "", doc: "Planted bugs to switch on, comma separated, to show that a test catches them; only a build with the `canary` feature has them." },
     KeySpec { name: "socket.request.max.bytes", default: "104857600", doc: "Largest request frame accepted, on the client and the peer listener; a larger one closes the connection." },
     KeySpec { name: "queued.max.requests.per.connection", default: "512", doc: "Requests of one connection in flight before the broker stops reading it (backpressure)." },
 ];
@@ -125,6 +127,8 @@ pub struct ClusterConfig {
     pub election_timeout_ms: u64,
     /// `controller.quorum.heartbeat.interval.ms`.
     pub quorum_heartbeat_interval_ms: u64,
+    /// `canaries`: planted bugs (none outside a `canary` build).
+    pub canaries: Canaries,
 }
 
 impl ServerConfig {
@@ -146,6 +150,7 @@ impl ServerConfig {
             Duration::from_millis(c.election_timeout_ms * 2),
             Duration::from_millis(c.quorum_heartbeat_interval_ms),
         );
+        node.canaries = c.canaries;
         node
     }
 }
@@ -439,7 +444,26 @@ fn cluster(values: &BTreeMap<String, toml::Value>) -> Result<ClusterConfig> {
         replica_fetch_backoff_ms: millis(values, "replica.fetch.backoff.ms")?,
         election_timeout_ms,
         quorum_heartbeat_interval_ms,
+        canaries: canaries(&get(values, "canaries"))?,
     })
+}
+
+/// The `canaries` list; a build without the `canary` feature refuses any.
+fn canaries(list: &str) -> Result<Canaries> {
+    let mut canaries = Canaries::NONE;
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let canary = Canary::from_name(name).ok_or_else(|| {
+            let known: Vec<&str> = Canary::ALL.iter().map(|c| c.name()).collect();
+            anyhow!("unknown canary {name:?}; known: {}", known.join(", "))
+        })?;
+        if !cfg!(feature = "canary") {
+            bail!(
+                "canaries needs a build with the `canary` feature (cargo build --features canary)"
+            );
+        }
+        canaries = canaries.with(canary);
+    }
+    Ok(canaries)
 }
 
 /// Keys `seedlog dev` sets per node, so `--set` may not override them for all nodes at once.

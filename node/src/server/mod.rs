@@ -99,11 +99,33 @@ struct Clock {
     epoch_nanos: u64,
 }
 
+/// Environment variable that shifts this process's clock by a signed number of milliseconds:
+/// how the real-process tests skew one node's clock without touching the host's.
+pub const CLOCK_OFFSET_ENV: &str = "SEEDLOG_CLOCK_OFFSET_MS";
+
 impl Clock {
     fn new() -> Clock {
-        let epoch_nanos = std::time::SystemTime::now()
+        let mut epoch_nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
+        if let Some(raw) = std::env::var_os(CLOCK_OFFSET_ENV) {
+            match raw.to_str().and_then(|s| s.trim().parse::<i64>().ok()) {
+                Some(ms) => {
+                    tracing::warn!(
+                        "{CLOCK_OFFSET_ENV}={ms}: this node's clock is shifted by {ms} ms"
+                    );
+                    let shift = ms.unsigned_abs().saturating_mul(1_000_000);
+                    epoch_nanos = if ms < 0 {
+                        epoch_nanos.saturating_sub(shift)
+                    } else {
+                        epoch_nanos.saturating_add(shift)
+                    };
+                }
+                None => tracing::warn!(
+                    "{CLOCK_OFFSET_ENV} is not a whole number of milliseconds; ignored"
+                ),
+            }
+        }
         Clock {
             start: std::time::Instant::now(),
             epoch_nanos,
