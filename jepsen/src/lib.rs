@@ -40,6 +40,8 @@ pub mod cli;
 pub mod cycle;
 pub mod format;
 pub mod gen;
+#[cfg(feature = "harness")]
+pub mod harness;
 pub mod history;
 pub mod linear;
 pub mod queue;

@@ -23,9 +23,27 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A fault a nemesis injected, for the report: shaded on every plot and timeline, and listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultSpan {
+    /// When it began, on the history's clock.
+    pub start_ns: u64,
+    /// When it was healed; `None` if it lasted to the end.
+    pub end_ns: Option<u64>,
+    /// What it was, e.g. `kill n2` or `partition halves [1] | [2, 3]`.
+    pub label: String,
+}
+
 /// Renders the report page.
 #[must_use]
 pub fn html(history: &History, verdict: &Verdict) -> String {
+    html_with_faults(history, verdict, &[])
+}
+
+/// Renders the report page of a run with faults: the same page as [`html`] plus a throughput
+/// plot, the list of faults, and the faults shaded on every plot and timeline.
+#[must_use]
+pub fn html_with_faults(history: &History, verdict: &Verdict, faults: &[FaultSpan]) -> String {
     let mut page = String::from(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Seedlog check report</title><style>\
          body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;vertical-align:top}\
@@ -38,7 +56,11 @@ pub fn html(history: &History, verdict: &Verdict) -> String {
         escape(&summary(history, verdict))
     );
     page.push_str(&findings_table(history, verdict));
-    let (t0, t1) = time_range(history);
+    let (t0, t1) = time_range(history, faults);
+    let bands = Bands { faults, t0, t1 };
+    if !faults.is_empty() {
+        page.push_str(&faults_section(&bands));
+    }
     let unseen: Vec<(u64, f64)> = verdict
         .queue
         .unseen_timeline
@@ -48,18 +70,23 @@ pub fn html(history: &History, verdict: &Verdict) -> String {
     page.push_str(&plot(
         "Unseen acknowledged values",
         &unseen,
-        t0,
-        t1,
+        &bands,
         "values",
         true,
     ));
     page.push_str(&plot(
         "Operation latency",
         &latencies(history),
-        t0,
-        t1,
+        &bands,
         "ms",
         false,
+    ));
+    page.push_str(&plot(
+        "Throughput: acknowledged sends per second",
+        &throughput(history, t0, t1),
+        &bands,
+        "ops/s",
+        true,
     ));
     let lag: Vec<(u64, f64)> = verdict
         .queue
@@ -67,8 +94,8 @@ pub fn html(history: &History, verdict: &Verdict) -> String {
         .iter()
         .map(|(t, l)| (*t, *l as f64 / 1e6))
         .collect();
-    page.push_str(&plot("Realtime lag of polls", &lag, t0, t1, "ms", false));
-    page.push_str(&timelines(history, verdict, t0, t1));
+    page.push_str(&plot("Realtime lag of polls", &lag, &bands, "ms", false));
+    page.push_str(&timelines(history, verdict, &bands));
     page.push_str("</body></html>\n");
     page
 }
@@ -125,15 +152,108 @@ fn describe_op(history: &History, id: OpId) -> String {
     ))
 }
 
-fn time_range(history: &History) -> (u64, u64) {
-    let t0 = history.ops().iter().map(|o| o.invoke_ns).min().unwrap_or(0);
-    let t1 = history
+fn time_range(history: &History, faults: &[FaultSpan]) -> (u64, u64) {
+    let starts = history.ops().iter().map(|o| o.invoke_ns);
+    let t0 = starts
+        .chain(faults.iter().map(|f| f.start_ns))
+        .min()
+        .unwrap_or(0);
+    let ends = history
         .ops()
         .iter()
-        .map(|o| o.complete_ns.unwrap_or(o.invoke_ns))
+        .map(|o| o.complete_ns.unwrap_or(o.invoke_ns));
+    let t1 = ends
+        .chain(faults.iter().filter_map(|f| f.end_ns))
         .max()
         .unwrap_or(1);
     (t0, t1.max(t0 + 1))
+}
+
+/// The faults of a run and the time axis every plot shares.
+struct Bands<'a> {
+    faults: &'a [FaultSpan],
+    t0: u64,
+    t1: u64,
+}
+
+impl Bands<'_> {
+    fn x(&self, t: u64) -> f64 {
+        40.0 + (t.saturating_sub(self.t0)) as f64 / (self.t1 - self.t0) as f64 * (WIDTH - 50.0)
+    }
+
+    /// Light bands over `[top, top + height]` where faults were active, each titled.
+    fn shade(&self, top: f64, height: f64) -> String {
+        let mut out = String::new();
+        for f in self.faults {
+            let (a, b) = (self.x(f.start_ns), self.x(f.end_ns.unwrap_or(self.t1)));
+            let _ = write!(
+                out,
+                "<rect x=\"{a:.1}\" y=\"{top:.1}\" width=\"{:.1}\" height=\"{height:.1}\" fill=\"#f4b0b0\" fill-opacity=\"0.35\"><title>{}</title></rect>",
+                (b - a).max(1.0),
+                escape(&f.label)
+            );
+        }
+        out
+    }
+}
+
+/// The faults as a table and as one timeline row per fault.
+fn faults_section(bands: &Bands) -> String {
+    let mut out = String::from("<h2>Faults</h2>");
+    let height = 10.0 + 12.0 * bands.faults.len() as f64;
+    let _ = write!(
+        out,
+        "<svg width=\"{WIDTH}\" height=\"{height}\" xmlns=\"http://www.w3.org/2000/svg\">"
+    );
+    for (i, f) in bands.faults.iter().enumerate() {
+        let (a, b) = (bands.x(f.start_ns), bands.x(f.end_ns.unwrap_or(bands.t1)));
+        let y = 6.0 + 12.0 * i as f64;
+        let _ = write!(
+            out,
+            "<rect x=\"{a:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"8\" fill=\"#c44\"><title>{label}</title></rect><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\">{label}</text>",
+            (b - a).max(1.0),
+            (b + 3.0).min(WIDTH - 120.0),
+            y + 8.0,
+            label = escape(&f.label)
+        );
+    }
+    out.push_str("</svg><table><tr><th>from (s)</th><th>to (s)</th><th>fault</th></tr>");
+    for f in bands.faults {
+        let _ = write!(
+            out,
+            "<tr><td>{:.3}</td><td>{}</td><td>{}</td></tr>",
+            f.start_ns as f64 / 1e9,
+            f.end_ns
+                .map_or("end".to_string(), |t| format!("{:.3}", t as f64 / 1e9)),
+            escape(&f.label)
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// Acknowledged sends per second, in one-second buckets from `t0`.
+fn throughput(history: &History, t0: u64, t1: u64) -> Vec<(u64, f64)> {
+    const BUCKET: u64 = 1_000_000_000;
+    let buckets = ((t1 - t0) / BUCKET + 1).min(100_000) as usize;
+    let mut counts = vec![0u64; buckets];
+    for op in history.ops() {
+        if op.outcome != Outcome::Ok {
+            continue;
+        }
+        let Some(done) = op.complete_ns else { continue };
+        let mut sends = 0;
+        for_each_send(op, |_, _, _| sends += 1);
+        let bucket = ((done.saturating_sub(t0)) / BUCKET) as usize;
+        if let Some(c) = counts.get_mut(bucket) {
+            *c += sends;
+        }
+    }
+    counts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (t0 + i as u64 * BUCKET, *c as f64))
+        .collect()
 }
 
 fn latencies(history: &History) -> Vec<(u64, f64)> {
@@ -148,19 +268,21 @@ fn latencies(history: &History) -> Vec<(u64, f64)> {
     downsample(&points, 4000)
 }
 
-fn plot(title: &str, points: &[(u64, f64)], t0: u64, t1: u64, unit: &str, step: bool) -> String {
+fn plot(title: &str, points: &[(u64, f64)], bands: &Bands, unit: &str, step: bool) -> String {
     let mut out = format!("<h2>{}</h2>", escape(title));
     if points.is_empty() {
         out.push_str("<p>No data.</p>");
         return out;
     }
+    let (t0, t1) = (bands.t0, bands.t1);
     let max = points.iter().map(|p| p.1).fold(0.0f64, f64::max).max(1e-9);
-    let x = |t: u64| 40.0 + (t.saturating_sub(t0)) as f64 / (t1 - t0) as f64 * (WIDTH - 50.0);
+    let x = |t: u64| bands.x(t);
     let y = |v: f64| HEIGHT - 20.0 - v / max * (HEIGHT - 30.0);
     let _ = write!(
         out,
         "<svg width=\"{WIDTH}\" height=\"{HEIGHT}\" xmlns=\"http://www.w3.org/2000/svg\">"
     );
+    out.push_str(&bands.shade(10.0, HEIGHT - 30.0));
     let _ = write!(out, "<text x=\"2\" y=\"12\" font-size=\"10\">{max:.1} {unit}</text><text x=\"2\" y=\"{}\" font-size=\"10\">0</text>", HEIGHT - 20.0);
     let _ = write!(
         out,
@@ -222,7 +344,7 @@ fn keys_of(op: &Op) -> BTreeSet<KeyId> {
     keys
 }
 
-fn timelines(history: &History, verdict: &Verdict, t0: u64, t1: u64) -> String {
+fn timelines(history: &History, verdict: &Verdict, bands: &Bands) -> String {
     let flagged: BTreeSet<OpId> = verdict
         .findings
         .iter()
@@ -247,19 +369,21 @@ fn timelines(history: &History, verdict: &Verdict, t0: u64, t1: u64) -> String {
                 ""
             }
         );
-        out.push_str(&timeline_svg(ops, &flagged, t0, t1));
+        out.push_str(&timeline_svg(ops, &flagged, bands));
     }
     out
 }
 
-fn timeline_svg(ops: &[&Op], flagged: &BTreeSet<OpId>, t0: u64, t1: u64) -> String {
+fn timeline_svg(ops: &[&Op], flagged: &BTreeSet<OpId>, bands: &Bands) -> String {
     let shown = &ops[..ops.len().min(TIMELINE_OPS)];
     let processes: BTreeSet<u64> = shown.iter().map(|o| o.process).collect();
     let row: BTreeMap<u64, usize> = processes.iter().enumerate().map(|(i, p)| (*p, i)).collect();
     let height = 10.0 + 12.0 * processes.len() as f64;
-    let x = |t: u64| 40.0 + (t.saturating_sub(t0)) as f64 / (t1 - t0) as f64 * (WIDTH - 50.0);
+    let t1 = bands.t1;
+    let x = |t: u64| bands.x(t);
     let mut out =
         format!("<svg width=\"{WIDTH}\" height=\"{height}\" xmlns=\"http://www.w3.org/2000/svg\">");
+    out.push_str(&bands.shade(0.0, height));
     for (p, i) in &row {
         let _ = write!(
             out,
