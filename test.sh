@@ -7,3 +7,5 @@ cd "$(dirname "$0")"
 cargo test --workspace --locked
 cargo test --locked -p seedlog-sim --features canary --test canaries --test raft_canaries \
     --test cluster_canaries
+# The real-process harness must fail a build that acknowledges before replication and fsync.
+cargo test --locked -p seedlog-node --features canary --test jepsen

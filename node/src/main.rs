@@ -4,6 +4,7 @@ mod bench;
 mod bench_log;
 mod cli;
 mod config;
+mod jepsen_cmd;
 mod server;
 mod sim_cmd;
 
@@ -38,6 +39,9 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Run the deterministic simulator: one seed, or a sweep of seeds.
     Sim(sim_cmd::SimArgs),
+    /// Jepsen-style tests of real node processes in network namespaces (needs root).
+    #[command(subcommand)]
+    Jepsen(jepsen_cmd::JepsenCommand),
     /// Check a history file (JSON lines or a JSON array of operations).
     Check {
         /// Arguments for the checker (FILE and options); see `seedlog check --help`.
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
         Command::Consume(args) => report(cli::consume(args)),
         Command::Bench(command) => report(bench::run(command)),
         Command::Sim(args) => sim_cmd::run(args),
+        Command::Jepsen(command) => jepsen_cmd::run(command),
         Command::Check { args } => ExitCode::from(seedlog_jepsen::cli::run_check(&args) as u8),
     }
 }
