@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use seedlog_jepsen::harness::nemesis::NemesisKind;
 use seedlog_jepsen::harness::netns;
 use seedlog_jepsen::harness::run::{self, RunOptions};
+use seedlog_jepsen::harness::workload::ClientKind;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -60,6 +61,11 @@ pub struct RunArgs {
     /// The seedlog binary the nodes run (default: this one).
     #[arg(long)]
     binary: Option<PathBuf>,
+    /// The Kafka client of the producers and consumers: `seedlog` (the project's own) or
+    /// `rdkafka` (librdkafka; needs a build with `--features rdkafka`). Topic setup and the
+    /// final reads always use seedlog's.
+    #[arg(long, default_value = "seedlog")]
+    client: ClientKind,
 }
 
 pub fn run(command: JepsenCommand) -> ExitCode {
@@ -85,6 +91,7 @@ fn clean() -> Result<()> {
 }
 
 fn run_harness(args: RunArgs) -> Result<ExitCode> {
+    args.client.ensure_available()?;
     let nemeses = if args.nemesis.trim() == "none" {
         Vec::new()
     } else {
@@ -115,8 +122,12 @@ fn run_harness(args: RunArgs) -> Result<ExitCode> {
         consumers: args.consumers,
         partitions: args.partitions,
         keep_data: args.keep_data,
+        client: args.client,
     };
-    println!("seedlog jepsen run --seed {seed}");
+    match args.client {
+        ClientKind::Seedlog => println!("seedlog jepsen run --seed {seed}"),
+        other => println!("seedlog jepsen run --seed {seed} --client {other}"),
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     let summary = runtime.block_on(async {
         let mut terminate =

@@ -7,6 +7,9 @@
 //! In a build with the `canary` feature, the planted-bug test instead runs nodes that
 //! acknowledge acks=all writes before the ISR has them and without fsync, and requires an
 //! invalid verdict naming lost writes: the proof that the harness can fail.
+//!
+//! In a build with the `rdkafka` feature, one more run drives the workload with librdkafka
+//! (`--client rdkafka`); the suite's default build leaves it out.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -32,14 +35,16 @@ struct Run {
     verdict: serde_json::Value,
 }
 
-/// Runs the harness with `args`, and reads the run folder it made under `results`.
-fn run_harness(results: &Path, args: &[&str]) -> Run {
+/// Runs the harness with `args` (and `env` set for it and its nodes), and reads the run folder
+/// it made under `results`.
+fn run_harness(results: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_seedlog"))
         .arg("jepsen")
         .arg("run")
         .arg("--results")
         .arg(results)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run seedlog jepsen");
     let text = format!(
@@ -107,6 +112,7 @@ fn a_short_run_under_kill_pause_and_partition_is_valid() {
             "--seed",
             "42",
         ],
+        &[],
     );
     assert!(run.status.success(), "the run failed:\n{}", run.output);
     assert_eq!(run.verdict["validity"], "valid", "{}", run.output);
@@ -153,10 +159,71 @@ fn a_planted_ack_before_replication_is_caught_as_lost_writes() {
             "--set",
             "log.flush.policy=none",
         ],
+        &[],
     );
     assert_eq!(run.status.code(), Some(1), "{}", run.output);
     assert_eq!(run.verdict["validity"], "invalid", "{}", run.output);
     let lost = run.verdict["counts"]["lost-write"].as_u64().unwrap_or(0);
     assert!(lost > 0, "no lost write reported:\n{}", run.output);
+    let report = std::fs::read_to_string(run.dir.join("report.html")).expect("report.html");
+    assert!(report.contains("Verdict: invalid") && report.contains("lost-write"));
+    assert_nothing_left(results.path());
+}
+
+/// The same faults with librdkafka as the client: a valid verdict, a busy history, and not one
+/// request the broker does not implement (librdkafka's consumers are given a group id, but must
+/// never look for a coordinator). The nodes log every request they refuse at debug level.
+#[cfg(all(feature = "rdkafka", not(feature = "canary")))]
+#[test]
+fn a_short_rdkafka_run_under_kill_pause_and_partition_is_valid() {
+    let test = "a_short_rdkafka_run_under_kill_pause_and_partition_is_valid";
+    if let Some(why) = unavailable() {
+        return say_skipped(test, &why);
+    }
+    let _one = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
+    let results = tempfile::tempdir().expect("tempdir");
+    let run = run_harness(
+        results.path(),
+        &[
+            "--client",
+            "rdkafka",
+            "--time",
+            "30",
+            "--interval",
+            "4",
+            "--nemesis",
+            "kill,pause,partition",
+            "--seed",
+            "7",
+        ],
+        &[("RUST_LOG", "info,seedlog::server::conn=debug")],
+    );
+    assert!(run.status.success(), "the run failed:\n{}", run.output);
+    assert_eq!(run.verdict["validity"], "valid", "{}", run.output);
+    assert_eq!(run.verdict["unseen_final"], 0, "{}", run.output);
+    let ops = run.verdict["op_count"].as_u64().unwrap_or(0);
+    assert!(ops > 500, "only {ops} operations:\n{}", run.output);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.dir.join("run.json")).expect("run.json"))
+            .expect("run.json is JSON");
+    assert_eq!(summary["client"], "rdkafka");
+    assert!(
+        summary["workload"]["sends_ok"].as_u64().unwrap_or(0) > 100,
+        "{summary}"
+    );
+    assert!(
+        summary["workload"]["records_polled"].as_u64().unwrap_or(0) > 100,
+        "{summary}"
+    );
+    for n in 1..=3 {
+        let log = std::fs::read_to_string(run.dir.join("nodes").join(format!("node-{n}.log")))
+            .expect("node log");
+        let refused: Vec<&str> = log.lines().filter(|l| l.contains("bad request")).collect();
+        assert!(
+            refused.is_empty(),
+            "node {n} refused requests:\n{}",
+            refused.join("\n")
+        );
+    }
     assert_nothing_left(results.path());
 }

@@ -4,5 +4,7 @@
 
 pub mod nemesis;
 pub mod netns;
+#[cfg(feature = "rdkafka")]
+pub mod rdkafka_client;
 pub mod run;
 pub mod workload;

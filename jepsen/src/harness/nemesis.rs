@@ -353,7 +353,8 @@ mod tests {
                 nodes / 2 + 1
             );
             let minority = s.resolve(Target::Minority, nodes, None);
-            assert!(!minority.is_empty() && (nodes == 1 || minority.len() * 2 < nodes));
+            // One node is the smallest target there is, so of one or two nodes it is the minority.
+            assert!(!minority.is_empty() && (nodes <= 2 || minority.len() * 2 < nodes));
             assert_eq!(s.resolve(Target::Leader, nodes, Some(1)), vec![1]);
         }
     }

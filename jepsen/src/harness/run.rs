@@ -4,7 +4,8 @@
 //!
 //! The phases:
 //! 1. Preflight (root, `ip`, `tc`), the network ([`Network::create`]), one process per node.
-//! 2. The topic is created; producers and consumers start.
+//! 2. The topic is created; producers and consumers start, on the client `client` names
+//!    (Seedlog's own, or librdkafka in builds with the `rdkafka` feature).
 //! 3. For `time`, the nemesis alternates a quiet interval and a fault (healed after the next
 //!    interval). A node that exits without being killed is recorded and restarted at the next
 //!    heal: a crash the harness did not cause is a finding in itself.
@@ -19,7 +20,7 @@
 
 use super::nemesis::{Damage, NemesisKind, Plan, Schedule};
 use super::netns::{self, Network};
-use super::workload::{self, Recorder, WorkloadConfig, WorkloadStats};
+use super::workload::{self, ClientKind, Recorder, WorkloadConfig, WorkloadStats};
 use crate::report::FaultSpan;
 use crate::{check, CheckOptions, Validity, Workload};
 use anyhow::{anyhow, bail, Context, Result};
@@ -85,6 +86,8 @@ pub struct RunOptions {
     pub partitions: u32,
     /// Keep the nodes' data directories even when the verdict is valid.
     pub keep_data: bool,
+    /// The client the producers and consumers use; setup and final reads use Seedlog's.
+    pub client: ClientKind,
 }
 
 impl Default for RunOptions {
@@ -106,6 +109,7 @@ impl Default for RunOptions {
             consumers: 2,
             partitions: 4,
             keep_data: false,
+            client: ClientKind::Seedlog,
         }
     }
 }
@@ -204,8 +208,12 @@ impl Cluster {
         command
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
-            .stderr(log)
-            .env(CLOCK_OFFSET_ENV, node.clock_offset_ms.to_string());
+            .stderr(log);
+        if node.clock_offset_ms == 0 {
+            command.env_remove(CLOCK_OFFSET_ENV);
+        } else {
+            command.env(CLOCK_OFFSET_ENV, node.clock_offset_ms.to_string());
+        }
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info");
         }
@@ -371,6 +379,7 @@ enum Undo {
 
 /// Runs the whole thing; see the module documentation.
 pub async fn run(options: RunOptions) -> Result<RunSummary> {
+    options.client.ensure_available()?;
     let ready = if options.nemeses.contains(&NemesisKind::Netem) {
         netns::preflight()
     } else {
@@ -441,6 +450,7 @@ pub async fn run(options: RunOptions) -> Result<RunSummary> {
         reassign_interval: Duration::from_secs(5),
         request_timeout: Duration::from_secs(5),
         seed: options.seed,
+        client: options.client,
     };
     workload::setup(&config, Duration::from_secs(60))
         .await
@@ -454,7 +464,7 @@ pub async fn run(options: RunOptions) -> Result<RunSummary> {
     log.event(
         &recorder,
         "start",
-        json!({ "nodes": options.nodes, "seed": options.seed,
+        json!({ "nodes": options.nodes, "seed": options.seed, "client": options.client.name(),
                 "nemeses": options.nemeses.iter().map(|k| k.name()).collect::<Vec<_>>() }),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -527,6 +537,7 @@ pub async fn run(options: RunOptions) -> Result<RunSummary> {
     let run = json!({
         "seed": options.seed,
         "nodes": options.nodes,
+        "client": options.client.name(),
         "time_s": options.time.as_secs_f64(),
         "interval_s": options.interval.as_secs_f64(),
         "nemeses": options.nemeses.iter().map(|k| k.name()).collect::<Vec<_>>(),

@@ -1,6 +1,12 @@
 //! The clients of `seedlog jepsen run`: Jepsen's Kafka "queue" workload over Seedlog's own
 //! Kafka client ([`seedlog_net::Client`]), recording every operation into a [`History`].
 //!
+//! [`WorkloadConfig::client`] can instead put the producers and consumers on librdkafka
+//! ([`ClientKind::Rdkafka`], in builds with the `rdkafka` feature; the `rdkafka_client` module
+//! documents that client and how its outcomes are classified). Setup (creating the topic) and the
+//! final reads use Seedlog's client whichever client the workers use: they only prepare and
+//! drain the run, and the history records the final reads like any other process's polls.
+//!
 //! # The workload
 //!
 //! - **Producers** send unique `i64` values (one counter shared by the whole run), one record
@@ -55,6 +61,8 @@
 //! operations rather than a hung run.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -74,22 +82,22 @@ use crate::history::{History, KeyId, OpId, OpKind, Outcome, Record};
 use crate::util::mix64;
 
 /// Pause after a failed operation before the process's next one.
-const ERROR_BACKOFF: Duration = Duration::from_millis(100);
+pub(super) const ERROR_BACKOFF: Duration = Duration::from_millis(100);
 /// Pause between attempts to open a client while no broker answers.
-const CONNECT_BACKOFF: Duration = Duration::from_millis(250);
+pub(super) const CONNECT_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest TCP connect wait per address.
 const CONNECT_TIMEOUT_MAX: Duration = Duration::from_secs(2);
 /// Records taken from one partition in one poll; the rest is fetched by the next poll.
-const POLL_RECORDS_MAX: usize = 1000;
+pub(super) const POLL_RECORDS_MAX: usize = 1000;
 /// How long the broker may hold an empty fetch (long poll), in milliseconds.
-const FETCH_MAX_WAIT_MS: i32 = 100;
+pub(super) const FETCH_MAX_WAIT_MS: i32 = 100;
 /// Byte limit of one partition's data in a fetch response.
-const FETCH_PARTITION_BYTES_MAX: i32 = 64 * 1024;
+pub(super) const FETCH_PARTITION_BYTES_MAX: i32 = 64 * 1024;
 /// CreateTopics `timeout_ms`: how long the controller may take to create the topic.
 const CREATE_TOPIC_TIMEOUT_MS: i32 = 10_000;
 
 /// Salts that keep the producers', consumers' and partition choices' PRNG streams apart.
-const SALT_CONSUMER: u64 = 0xc0a5_0000_0000_0000;
+pub(super) const SALT_CONSUMER: u64 = 0xc0a5_0000_0000_0000;
 const SALT_PARTITION: u64 = 0x9a27_0000_0000_0000;
 
 /// A history shared by concurrent clients, with a monotonic clock: times are nanoseconds since
@@ -202,6 +210,68 @@ impl Recorder {
     }
 }
 
+/// The Kafka client the producers and consumers use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClientKind {
+    /// Seedlog's own client, [`seedlog_net::Client`].
+    #[default]
+    Seedlog,
+    /// librdkafka through the `rdkafka` crate; only in builds with the `rdkafka` feature.
+    Rdkafka,
+}
+
+impl ClientKind {
+    /// Every client, in the order the command line lists them.
+    pub const ALL: [ClientKind; 2] = [ClientKind::Seedlog, ClientKind::Rdkafka];
+
+    /// The name `--client` takes.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientKind::Seedlog => "seedlog",
+            ClientKind::Rdkafka => "rdkafka",
+        }
+    }
+
+    /// Whether this build can drive the client.
+    #[must_use]
+    pub fn available(self) -> bool {
+        match self {
+            ClientKind::Seedlog => true,
+            ClientKind::Rdkafka => cfg!(feature = "rdkafka"),
+        }
+    }
+
+    /// An error saying how to get the client if this build lacks it.
+    pub fn ensure_available(self) -> Result<()> {
+        if self.available() {
+            return Ok(());
+        }
+        bail!(
+            "the {} client is not in this build: build seedlog with `--features rdkafka` \
+             (cargo build -p seedlog-node --features rdkafka)",
+            self.name()
+        )
+    }
+}
+
+impl fmt::Display for ClientKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ClientKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ClientKind, String> {
+        ClientKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == s.trim())
+            .ok_or_else(|| format!("unknown client `{s}`; expected seedlog or rdkafka"))
+    }
+}
+
 /// What the workload does and against which cluster.
 #[derive(Clone, Debug)]
 pub struct WorkloadConfig {
@@ -227,13 +297,15 @@ pub struct WorkloadConfig {
     pub request_timeout: Duration,
     /// Seed of the partition choices and reassignment subsets.
     pub seed: u64,
+    /// The client the producers and consumers use (setup and final reads always use Seedlog's).
+    pub client: ClientKind,
 }
 
 impl WorkloadConfig {
     /// The defaults for a cluster reachable at `bootstrap` (one address per node): topic
     /// `jepsen` with 4 partitions, replication factor `min(3, nodes)`, `min.insync.replicas` 2
     /// when the factor is at least 3 (else 1), 3 producers sending every 10 ms, 2 consumers
-    /// reassigning every 5 s, a 5 s request timeout.
+    /// reassigning every 5 s, a 5 s request timeout, Seedlog's client.
     #[must_use]
     pub fn new(bootstrap: Vec<String>) -> WorkloadConfig {
         let replication_factor = i16::try_from(bootstrap.len().clamp(1, 3)).unwrap_or(3);
@@ -249,6 +321,7 @@ impl WorkloadConfig {
             reassign_interval: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             seed: 0,
+            client: ClientKind::Seedlog,
         }
     }
 
@@ -266,6 +339,7 @@ impl WorkloadConfig {
     }
 
     fn validate(&self) -> Result<()> {
+        self.client.ensure_available()?;
         if self.bootstrap.is_empty() {
             bail!("workload: no bootstrap address");
         }
@@ -294,7 +368,7 @@ impl WorkloadConfig {
         }
     }
 
-    fn connect_timeout(&self) -> Duration {
+    pub(super) fn connect_timeout(&self) -> Duration {
         self.request_timeout.min(CONNECT_TIMEOUT_MAX)
     }
 
@@ -310,7 +384,7 @@ impl WorkloadConfig {
         self.connect_timeout() * addresses.saturating_add(1) + self.request_timeout * 2
     }
 
-    fn keys(&self, recorder: &Recorder) -> Vec<KeyId> {
+    pub(super) fn keys(&self, recorder: &Recorder) -> Vec<KeyId> {
         (0..self.partitions)
             .map(|p| recorder.key(&self.key_name(p)))
             .collect()
@@ -360,7 +434,7 @@ impl WorkloadStats {
         }
     }
 
-    fn error(&mut self, kind: String) {
+    pub(super) fn error(&mut self, kind: String) {
         *self.errors.entry(kind).or_default() += 1;
     }
 }
@@ -458,12 +532,12 @@ async fn open_client(config: &WorkloadConfig, client_id: String) -> Result<Clien
 }
 
 /// True once the run should stop: `stop` became true or its sender is gone.
-fn stopped(stop: &watch::Receiver<bool>) -> bool {
+pub(super) fn stopped(stop: &watch::Receiver<bool>) -> bool {
     *stop.borrow() || stop.has_changed().is_err()
 }
 
 /// Sleeps for `pause` unless the run stops first; returns whether it stopped.
-async fn pause(pause: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+pub(super) async fn pause(pause: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     if stopped(stop) {
         return true;
     }
@@ -516,11 +590,13 @@ fn record_of(value: i64) -> NewRecord {
 }
 
 /// State shared by the workers of one run.
-struct Shared {
-    config: WorkloadConfig,
-    recorder: Recorder,
-    keys: Vec<KeyId>,
-    next_value: AtomicI64,
+pub(super) struct Shared {
+    pub(super) config: WorkloadConfig,
+    pub(super) recorder: Recorder,
+    /// The history key of each partition, by partition number.
+    pub(super) keys: Vec<KeyId>,
+    /// The next value to send: one counter for every producer, so values are unique.
+    pub(super) next_value: AtomicI64,
 }
 
 /// Creates the topic, retrying while the cluster elects a controller and registers brokers,
@@ -705,10 +781,30 @@ pub async fn run(
     });
     let mut workers = JoinSet::new();
     for index in 0..config.producers {
-        workers.spawn(producer(shared.clone(), index, stop.clone()));
+        match config.client {
+            ClientKind::Seedlog => workers.spawn(producer(shared.clone(), index, stop.clone())),
+            #[cfg(feature = "rdkafka")]
+            ClientKind::Rdkafka => workers.spawn(super::rdkafka_client::producer(
+                shared.clone(),
+                index,
+                stop.clone(),
+            )),
+            #[cfg(not(feature = "rdkafka"))]
+            ClientKind::Rdkafka => unreachable!("validate refuses a client the build lacks"),
+        };
     }
     for index in 0..config.consumers {
-        workers.spawn(consumer(shared.clone(), index, stop.clone()));
+        match config.client {
+            ClientKind::Seedlog => workers.spawn(consumer(shared.clone(), index, stop.clone())),
+            #[cfg(feature = "rdkafka")]
+            ClientKind::Rdkafka => workers.spawn(super::rdkafka_client::consumer(
+                shared.clone(),
+                index,
+                stop.clone(),
+            )),
+            #[cfg(not(feature = "rdkafka"))]
+            ClientKind::Rdkafka => unreachable!("validate refuses a client the build lacks"),
+        };
     }
     let mut stats = WorkloadStats::default();
     let mut panicked = None;
@@ -815,12 +911,7 @@ fn take_records(
             next = r.offset;
             break;
         }
-        let value = r
-            .value
-            .as_ref()
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.parse::<i64>().ok());
-        match value {
+        match parse_value(r.value.as_deref()) {
             Some(value) => out.push(Record {
                 key,
                 offset: r.offset,
@@ -831,6 +922,13 @@ fn take_records(
         next = next.max(r.offset + 1);
     }
     (out, next)
+}
+
+/// The value a record written by this workload carries: its value's decimal text.
+pub(super) fn parse_value(value: Option<&[u8]>) -> Option<i64> {
+    value
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse::<i64>().ok())
 }
 
 fn fetch_options() -> FetchOptions {
@@ -845,10 +943,10 @@ fn fetch_options() -> FetchOptions {
 
 /// A partition a consumer is assigned, and its position: the next offset to fetch.
 #[derive(Clone, Copy, Debug)]
-struct Assigned {
-    partition: u32,
-    key: KeyId,
-    position: i64,
+pub(super) struct Assigned {
+    pub(super) partition: u32,
+    pub(super) key: KeyId,
+    pub(super) position: i64,
 }
 
 /// How a poll went, beyond what it recorded.
@@ -940,6 +1038,21 @@ fn random_subset(rng: &mut Rng, partitions: u32) -> Vec<u32> {
     chosen
 }
 
+/// A new random assignment: partitions in `kept` keep their positions, the others start at 0.
+pub(super) fn next_assignment(rng: &mut Rng, shared: &Shared, kept: &[Assigned]) -> Vec<Assigned> {
+    random_subset(rng, shared.config.partitions)
+        .into_iter()
+        .map(|partition| Assigned {
+            partition,
+            key: shared.keys[partition as usize],
+            position: kept
+                .iter()
+                .find(|a| a.partition == partition)
+                .map_or(0, |a| a.position),
+        })
+        .collect()
+}
+
 /// One consumer: assigns itself random partition subsets and polls until the run stops.
 async fn consumer(
     shared: Arc<Shared>,
@@ -961,18 +1074,7 @@ async fn consumer(
             break;
         }
         if Instant::now() >= next_reassign {
-            let kept = std::mem::take(&mut assigned);
-            assigned = random_subset(&mut rng, config.partitions)
-                .into_iter()
-                .map(|partition| Assigned {
-                    partition,
-                    key: shared.keys[partition as usize],
-                    position: kept
-                        .iter()
-                        .find(|a| a.partition == partition)
-                        .map_or(0, |a| a.position),
-                })
-                .collect();
+            assigned = next_assignment(&mut rng, &shared, &assigned);
             let keys = assigned.iter().map(|a| a.key).collect();
             recorder.instant(process, OpKind::Assign { keys }, Outcome::Ok);
             stats.assigns += 1;
@@ -1112,7 +1214,7 @@ async fn final_read(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::semantics::Workload;
     use crate::verdict::{check, summary, CheckOptions, Validity};
@@ -1213,15 +1315,26 @@ mod tests {
 
     /// A `seedlog node` process with its data directory; killed and the directory removed on
     /// drop, so a failing test leaves nothing running.
-    struct Broker {
+    pub(crate) struct Broker {
         bin: PathBuf,
         child: Option<Child>,
         dir: PathBuf,
         address: String,
+        rust_log: Option<String>,
     }
 
     impl Broker {
-        fn start(bin: PathBuf) -> Broker {
+        pub(crate) fn start(bin: PathBuf) -> Broker {
+            Broker::launch(bin, None)
+        }
+
+        /// A broker whose log follows the `RUST_LOG` filter `rust_log`.
+        #[cfg(feature = "rdkafka")]
+        pub(crate) fn start_logging(bin: PathBuf, rust_log: &str) -> Broker {
+            Broker::launch(bin, Some(rust_log.to_owned()))
+        }
+
+        fn launch(bin: PathBuf, rust_log: Option<String>) -> Broker {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .expect("a free port")
@@ -1236,9 +1349,16 @@ mod tests {
                 child: None,
                 dir,
                 address: format!("127.0.0.1:{port}"),
+                rust_log,
             };
             broker.spawn();
             broker
+        }
+
+        /// What the broker has logged so far.
+        #[cfg(feature = "rdkafka")]
+        pub(crate) fn log(&self) -> String {
+            std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
         }
 
         fn spawn(&mut self) {
@@ -1247,7 +1367,11 @@ mod tests {
                 .append(true)
                 .open(self.dir.join("node.log"))
                 .expect("open the node log");
-            let child = Command::new(&self.bin)
+            let mut command = Command::new(&self.bin);
+            if let Some(filter) = &self.rust_log {
+                command.env("RUST_LOG", filter);
+            }
+            let child = command
                 .arg("node")
                 .arg("--set")
                 .arg(format!("log.dirs={}", self.dir.join("data").display()))
@@ -1276,7 +1400,7 @@ mod tests {
         }
     }
 
-    fn seedlog_binary() -> Option<PathBuf> {
+    pub(crate) fn seedlog_binary() -> Option<PathBuf> {
         if let Some(bin) = std::env::var_os("SEEDLOG_BIN") {
             return Some(PathBuf::from(bin));
         }
@@ -1288,7 +1412,7 @@ mod tests {
         candidates.into_iter().find(|p| p.is_file())
     }
 
-    fn test_config(broker: &Broker) -> WorkloadConfig {
+    pub(crate) fn test_config(broker: &Broker) -> WorkloadConfig {
         let mut config = WorkloadConfig::new(vec![broker.address.clone()]);
         config.partitions = 3;
         config.producers = 3;
@@ -1301,7 +1425,7 @@ mod tests {
     }
 
     /// Checks the history as `seedlog jepsen run` does and returns the summary.
-    fn assert_valid(history: &History, stats: &WorkloadStats) -> String {
+    pub(crate) fn assert_valid(history: &History, stats: &WorkloadStats) -> String {
         let options = CheckOptions {
             workload: Workload {
                 subscribe: false,
