@@ -501,8 +501,10 @@ fn poll(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::harness::workload::tests::{assert_valid, seedlog_binary, test_config, Broker};
-    use crate::harness::workload::{final_reads, run, setup, ClientKind, Recorder};
+    use crate::harness::workload::tests::{
+        assert_valid, run_and_drain, seedlog_binary, test_config, Broker,
+    };
+    use crate::harness::workload::ClientKind;
     use crate::history::KeyId;
 
     fn produce_error(code: RDKafkaErrorCode) -> KafkaError {
@@ -629,23 +631,7 @@ mod tests {
         let broker = Broker::start_logging(bin, "info,seedlog::server::conn=debug");
         let mut config = test_config(&broker);
         config.client = ClientKind::Rdkafka;
-        setup(&config, Duration::from_secs(30))
-            .await
-            .expect("setup");
-
-        let recorder = Recorder::new();
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let stopper = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            let _ = stop_tx.send(true);
-        });
-        let stats = run(&config, &recorder, stop_rx).await.expect("run");
-        stopper.await.expect("stopper");
-        final_reads(&config, &recorder, Duration::from_secs(30))
-            .await
-            .expect("final reads");
-
-        let history = recorder.into_history();
+        let (history, stats) = run_and_drain(&config, Duration::from_secs(3)).await;
         assert_valid(&history, &stats);
         assert!(stats.sends_ok > 50, "too few sends: {stats:?}");
         assert!(

@@ -721,8 +721,8 @@ async fn sleep_watching(
     tokio::time::Instant::now() < end
 }
 
-/// The node leading the most partitions of the test topic, if the metadata says.
-async fn leader_of_most(config: &WorkloadConfig) -> Option<usize> {
+/// The test topic as the cluster describes it now, if a node answers within a few seconds.
+async fn topic_metadata(config: &WorkloadConfig) -> Option<seedlog_net::client::TopicInfo> {
     let client_config = seedlog_net::ClientConfig {
         request_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(1),
@@ -732,19 +732,11 @@ async fn leader_of_most(config: &WorkloadConfig) -> Option<usize> {
         let client = seedlog_net::Client::connect(&config.bootstrap, client_config)
             .await
             .ok()?;
-        let metadata = client
+        let mut metadata = client
             .refresh_metadata(Some(&[config.topic.as_str()]))
             .await
             .ok()?;
-        let topic = metadata.topics.get(&config.topic)?;
-        let mut counts = std::collections::BTreeMap::new();
-        for p in &topic.partitions {
-            if p.leader >= 1 {
-                *counts.entry(p.leader).or_insert(0usize) += 1;
-            }
-        }
-        let (leader, _) = counts.into_iter().max_by_key(|(id, n)| (*n, -id))?;
-        usize::try_from(leader).ok()
+        metadata.topics.remove(&config.topic)
     };
     tokio::time::timeout(Duration::from_secs(4), query)
         .await
@@ -752,34 +744,32 @@ async fn leader_of_most(config: &WorkloadConfig) -> Option<usize> {
         .flatten()
 }
 
+/// The node leading the most partitions of the test topic, if the metadata says.
+async fn leader_of_most(config: &WorkloadConfig) -> Option<usize> {
+    let topic = topic_metadata(config).await?;
+    let mut counts = std::collections::BTreeMap::new();
+    for p in &topic.partitions {
+        if p.leader >= 1 {
+            *counts.entry(p.leader).or_insert(0usize) += 1;
+        }
+    }
+    let (leader, _) = counts.into_iter().max_by_key(|(id, n)| (*n, -id))?;
+    usize::try_from(leader).ok()
+}
+
 /// Waits (up to [`RECOVERY_TIMEOUT`]) until every partition has a leader and `rf` in-sync
 /// replicas; past it the final reads go ahead and retry on their own.
 async fn wait_recovered(config: &WorkloadConfig, rf: i16) {
     let deadline = tokio::time::Instant::now() + RECOVERY_TIMEOUT;
     while tokio::time::Instant::now() < deadline {
-        let client_config = seedlog_net::ClientConfig {
-            request_timeout: Duration::from_secs(2),
-            connect_timeout: Duration::from_secs(1),
-            ..seedlog_net::ClientConfig::default()
-        };
-        let healthy = async {
-            let client = seedlog_net::Client::connect(&config.bootstrap, client_config)
-                .await
-                .ok()?;
-            let metadata = client
-                .refresh_metadata(Some(&[config.topic.as_str()]))
-                .await
-                .ok()?;
-            let topic = metadata.topics.get(&config.topic)?;
-            Some(
-                topic.partitions.len() == config.partitions as usize
-                    && topic
-                        .partitions
-                        .iter()
-                        .all(|p| p.leader >= 1 && p.isr.len() >= rf as usize),
-            )
-        };
-        if let Ok(Some(true)) = tokio::time::timeout(Duration::from_secs(4), healthy).await {
+        let healthy = topic_metadata(config).await.is_some_and(|topic| {
+            topic.partitions.len() == config.partitions as usize
+                && topic
+                    .partitions
+                    .iter()
+                    .all(|p| p.leader >= 1 && p.isr.len() >= rf as usize)
+        });
+        if healthy {
             return;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -1425,6 +1425,27 @@ pub(super) mod tests {
     }
 
     /// Checks the history as `seedlog jepsen run` does and returns the summary.
+    /// Sets the topic up, runs the workload for `time`, drains it with the final reads, and
+    /// returns the history with the run's counts.
+    pub(crate) async fn run_and_drain(
+        config: &WorkloadConfig,
+        time: Duration,
+    ) -> (History, WorkloadStats) {
+        setup(config, Duration::from_secs(30)).await.expect("setup");
+        let recorder = Recorder::new();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopper = tokio::spawn(async move {
+            tokio::time::sleep(time).await;
+            let _ = stop_tx.send(true);
+        });
+        let stats = run(config, &recorder, stop_rx).await.expect("run");
+        stopper.await.expect("stopper");
+        final_reads(config, &recorder, Duration::from_secs(30))
+            .await
+            .expect("final reads");
+        (recorder.into_history(), stats)
+    }
+
     pub(crate) fn assert_valid(history: &History, stats: &WorkloadStats) -> String {
         let options = CheckOptions {
             workload: Workload {
@@ -1464,23 +1485,7 @@ pub(super) mod tests {
         };
         let broker = Broker::start(bin);
         let config = test_config(&broker);
-        setup(&config, Duration::from_secs(30))
-            .await
-            .expect("setup");
-
-        let recorder = Recorder::new();
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let stopper = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let _ = stop_tx.send(true);
-        });
-        let stats = run(&config, &recorder, stop_rx).await.expect("run");
-        stopper.await.expect("stopper");
-        final_reads(&config, &recorder, Duration::from_secs(30))
-            .await
-            .expect("final reads");
-
-        let history = recorder.into_history();
+        let (history, stats) = run_and_drain(&config, Duration::from_secs(2)).await;
         assert_valid(&history, &stats);
         assert!(stats.sends_ok > 50, "too few sends: {stats:?}");
         assert!(stats.polls_ok > 10, "too few polls: {stats:?}");
