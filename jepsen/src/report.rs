@@ -208,11 +208,16 @@ fn faults_section(bands: &Bands) -> String {
     for (i, f) in bands.faults.iter().enumerate() {
         let (a, b) = (bands.x(f.start_ns), bands.x(f.end_ns.unwrap_or(bands.t1)));
         let y = 6.0 + 12.0 * i as f64;
+        // The label goes right of its bar, or left of it in the right half of the plot.
+        let (text_x, anchor) = if b < WIDTH / 2.0 {
+            (b + 3.0, "start")
+        } else {
+            (a - 3.0, "end")
+        };
         let _ = write!(
             out,
-            "<rect x=\"{a:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"8\" fill=\"#c44\"><title>{label}</title></rect><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\">{label}</text>",
+            "<rect x=\"{a:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"8\" fill=\"#c44\"><title>{label}</title></rect><text x=\"{text_x:.1}\" y=\"{:.1}\" font-size=\"9\" text-anchor=\"{anchor}\">{label}</text>",
             (b - a).max(1.0),
-            (b + 3.0).min(WIDTH - 120.0),
             y + 8.0,
             label = escape(&f.label)
         );
@@ -413,4 +418,64 @@ fn timeline_svg(ops: &[&Op], flagged: &BTreeSet<OpId>, bands: &Bands) -> String 
     }
     out.push_str("</svg>");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gen::Rng;
+    use crate::{check, CheckOptions};
+
+    fn history() -> History {
+        let mut h = History::new();
+        let p0 = h.key("t-0").unwrap();
+        let mut rng = Rng::new(1);
+        for i in 0..20u64 {
+            let at = i * 500_000_000;
+            let send = h
+                .invoke(
+                    1,
+                    at,
+                    OpKind::Send {
+                        key: p0,
+                        value: i as i64,
+                        offset: None,
+                    },
+                )
+                .unwrap();
+            let done = at + 1_000_000 + rng.below(1_000_000);
+            let output = OpKind::Send {
+                key: p0,
+                value: i as i64,
+                offset: Some(i as i64),
+            };
+            h.complete(send, done, Outcome::Ok, Some(output)).unwrap();
+        }
+        h
+    }
+
+    #[test]
+    fn faults_are_listed_and_shaded_and_sends_counted_per_second() {
+        let h = history();
+        let verdict = check(&h, &CheckOptions::default());
+        let faults = [FaultSpan {
+            start_ns: 2_000_000_000,
+            end_ns: Some(4_000_000_000),
+            label: "partition <1> | [2, 3]".to_owned(),
+        }];
+        let page = html_with_faults(&h, &verdict, &faults);
+        assert!(page.contains("<h2>Faults</h2>"));
+        assert!(page.contains("partition &lt;1&gt; | [2, 3]"));
+        assert!(!page.contains("partition <1>"));
+        // One shaded band per plot and timeline, each titled with the fault.
+        assert!(page.matches("fill-opacity=\"0.35\"").count() >= 4);
+        assert!(page.contains("Throughput: acknowledged sends per second"));
+        let plain = html(&h, &verdict);
+        assert!(!plain.contains("<h2>Faults</h2>") && !plain.contains("fill-opacity"));
+        // Two sends complete in each one-second bucket.
+        let (t0, t1) = time_range(&h, &[]);
+        let per_second = throughput(&h, t0, t1);
+        assert_eq!(per_second.len(), 10);
+        assert!(per_second.iter().all(|(_, n)| *n == 2.0), "{per_second:?}");
+    }
 }
