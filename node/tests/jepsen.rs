@@ -14,7 +14,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 /// Namespaces are global: one harness run at a time.
 static HARNESS: Mutex<()> = Mutex::new(());
@@ -24,8 +24,15 @@ fn unavailable() -> Option<String> {
     seedlog_jepsen::harness::netns::preflight_without_netem().err()
 }
 
-fn say_skipped(test: &str, why: &str) {
-    let _ = writeln!(std::io::stderr(), "\n{test}: SKIPPED: {why}\n");
+/// The harness to oneself and a results folder; or `None`, once the test has said why it is
+/// skipped.
+fn harness_or_skip(test: &str) -> Option<(MutexGuard<'static, ()>, tempfile::TempDir)> {
+    if let Some(why) = unavailable() {
+        let _ = writeln!(std::io::stderr(), "\n{test}: SKIPPED: {why}\n");
+        return None;
+    }
+    let one = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
+    Some((one, tempfile::tempdir().expect("tempdir")))
 }
 
 struct Run {
@@ -94,12 +101,11 @@ fn assert_nothing_left(results: &Path) {
 #[cfg(not(feature = "canary"))]
 #[test]
 fn a_short_run_under_kill_pause_and_partition_is_valid() {
-    let test = "a_short_run_under_kill_pause_and_partition_is_valid";
-    if let Some(why) = unavailable() {
-        return say_skipped(test, &why);
-    }
-    let _one = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
-    let results = tempfile::tempdir().expect("tempdir");
+    let Some((_one, results)) =
+        harness_or_skip("a_short_run_under_kill_pause_and_partition_is_valid")
+    else {
+        return;
+    };
     let run = run_harness(
         results.path(),
         &[
@@ -137,12 +143,11 @@ fn a_short_run_under_kill_pause_and_partition_is_valid() {
 #[cfg(feature = "canary")]
 #[test]
 fn a_planted_ack_before_replication_is_caught_as_lost_writes() {
-    let test = "a_planted_ack_before_replication_is_caught_as_lost_writes";
-    if let Some(why) = unavailable() {
-        return say_skipped(test, &why);
-    }
-    let _one = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
-    let results = tempfile::tempdir().expect("tempdir");
+    let Some((_one, results)) =
+        harness_or_skip("a_planted_ack_before_replication_is_caught_as_lost_writes")
+    else {
+        return;
+    };
     let run = run_harness(
         results.path(),
         &[
@@ -176,12 +181,11 @@ fn a_planted_ack_before_replication_is_caught_as_lost_writes() {
 #[cfg(all(feature = "rdkafka", not(feature = "canary")))]
 #[test]
 fn a_short_rdkafka_run_under_kill_pause_and_partition_is_valid() {
-    let test = "a_short_rdkafka_run_under_kill_pause_and_partition_is_valid";
-    if let Some(why) = unavailable() {
-        return say_skipped(test, &why);
-    }
-    let _one = HARNESS.lock().unwrap_or_else(|e| e.into_inner());
-    let results = tempfile::tempdir().expect("tempdir");
+    let Some((_one, results)) =
+        harness_or_skip("a_short_rdkafka_run_under_kill_pause_and_partition_is_valid")
+    else {
+        return;
+    };
     let run = run_harness(
         results.path(),
         &[

@@ -258,23 +258,11 @@ pub(super) async fn producer(
             }
         };
         recorder.complete(id, outcome, Some(OpKind::Send { key, value, offset }));
-        let next_pause = match outcome {
-            Outcome::Ok => {
-                stats.sends_ok += 1;
-                config.send_interval
-            }
-            Outcome::Fail => {
-                stats.sends_fail += 1;
-                config.send_interval.max(ERROR_BACKOFF)
-            }
-            Outcome::Info => {
-                stats.sends_info += 1;
-                process = recorder.new_process();
-                stats.processes += 1;
-                retired.extend(producer.take().map(retire));
-                config.send_interval.max(ERROR_BACKOFF)
-            }
-        };
+        let next_pause = stats.count_send(outcome, config.send_interval);
+        if outcome == Outcome::Info {
+            process = recorder.new_process();
+            retired.extend(producer.take().map(retire));
+        }
         if pause(next_pause, &mut stop).await {
             break;
         }

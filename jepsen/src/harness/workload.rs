@@ -437,6 +437,27 @@ impl WorkloadStats {
     pub(super) fn error(&mut self, kind: String) {
         *self.errors.entry(kind).or_default() += 1;
     }
+
+    /// Counts a send that ended `outcome` and returns the pause before the producer's next
+    /// send. After an info outcome the producer goes on as a new process, which is counted
+    /// here; the caller takes the new process id and drops its client.
+    pub(super) fn count_send(&mut self, outcome: Outcome, interval: Duration) -> Duration {
+        match outcome {
+            Outcome::Ok => {
+                self.sends_ok += 1;
+                interval
+            }
+            Outcome::Fail => {
+                self.sends_fail += 1;
+                interval.max(ERROR_BACKOFF)
+            }
+            Outcome::Info => {
+                self.sends_info += 1;
+                self.processes += 1;
+                interval.max(ERROR_BACKOFF)
+            }
+        }
+    }
 }
 
 /// The outcome to record for a send whose produce call failed with `error` (see the module
@@ -870,24 +891,12 @@ async fn producer(
             }
         };
         recorder.complete(id, outcome, Some(OpKind::Send { key, value, offset }));
-        let next_pause = match outcome {
-            Outcome::Ok => {
-                stats.sends_ok += 1;
-                config.send_interval
-            }
-            Outcome::Fail => {
-                stats.sends_fail += 1;
-                config.send_interval.max(ERROR_BACKOFF)
-            }
-            Outcome::Info => {
-                stats.sends_info += 1;
-                // The process may have lost its client mid-operation: retire it.
-                process = recorder.new_process();
-                stats.processes += 1;
-                client = None;
-                config.send_interval.max(ERROR_BACKOFF)
-            }
-        };
+        let next_pause = stats.count_send(outcome, config.send_interval);
+        if outcome == Outcome::Info {
+            // The process may have lost its client mid-operation: retire it.
+            process = recorder.new_process();
+            client = None;
+        }
         if pause(next_pause, &mut stop).await {
             break;
         }
