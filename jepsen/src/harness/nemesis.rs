@@ -168,7 +168,10 @@ impl Schedule {
 
     /// The next fault, or `None` when no kind is enabled.
     pub fn next_plan(&mut self) -> Option<Plan> {
-        let kind = *self.pick(&self.kinds.clone())?;
+        if self.kinds.is_empty() {
+            return None;
+        }
+        let kind = self.kinds[self.rng.below(self.kinds.len() as u64) as usize];
         let targets = [
             Target::One,
             Target::Leader,

@@ -462,15 +462,8 @@ fn poll(
             }
         }
     }
-    stats.records_polled += records.len() as u64;
-    let failed = records.is_empty() && error.is_some();
-    let outcome = if failed {
-        stats.polls_fail += 1;
-        Outcome::Fail
-    } else {
-        stats.polls_ok += 1;
-        Outcome::Ok
-    };
+    let read = !records.is_empty() || error.is_none();
+    let outcome = stats.count_poll(read, records.len());
     recorder.complete(
         id,
         outcome,
@@ -483,7 +476,10 @@ fn poll(
         .as_ref()
         .and_then(KafkaError::rdkafka_error_code)
         .is_some_and(|code| code == RDKafkaErrorCode::AutoOffsetReset);
-    Polled { failed, reset }
+    Polled {
+        failed: !read,
+        reset,
+    }
 }
 
 #[cfg(test)]

@@ -344,7 +344,7 @@ impl NemesisLog {
     fn event(&mut self, recorder: &Recorder, action: &str, detail: serde_json::Value) {
         let line = json!({ "time_ns": recorder.now_ns(), "action": action, "detail": detail });
         let _ = writeln!(self.file, "{line}");
-        tracing_line(&format!("nemesis: {action} {detail}"));
+        say(&format!("nemesis: {action} {detail}"));
     }
 
     fn begin(&mut self, recorder: &Recorder, label: String) -> usize {
@@ -363,7 +363,8 @@ impl NemesisLog {
     }
 }
 
-fn tracing_line(text: &str) {
+/// A progress line for the operator, on stderr.
+fn say(text: &str) {
     eprintln!("[jepsen] {text}");
 }
 
@@ -391,9 +392,9 @@ pub async fn run(options: RunOptions) -> Result<RunSummary> {
     }
     let binary = fs::canonicalize(&options.binary)
         .with_context(|| format!("the seedlog binary {}", options.binary.display()))?;
-    let dir = run_dir(&options)?;
+    let dir = run_dir(&options);
     fs::create_dir_all(dir.join("nodes"))?;
-    tracing_line(&format!("run folder {}", dir.display()));
+    say(&format!("run folder {}", dir.display()));
 
     let network = Network::create(options.nodes)?;
     let voters: Vec<String> = (1..=options.nodes)
@@ -494,7 +495,7 @@ pub async fn run(options: RunOptions) -> Result<RunSummary> {
             "node {id} exited by itself after the heal: {status}"
         ));
     }
-    wait_recovered(&config, rf).await;
+    wait_recovered(&config).await;
     log.event(&recorder, "final-reads", json!({}));
     workload::final_reads(&config, &recorder, FINAL_READS_TIMEOUT).await?;
     for (id, status) in cluster.reap_exits() {
@@ -564,7 +565,7 @@ pub async fn run(options: RunOptions) -> Result<RunSummary> {
 }
 
 /// A fresh folder under `options.results` named after the time and seed.
-fn run_dir(options: &RunOptions) -> Result<PathBuf> {
+fn run_dir(options: &RunOptions) -> PathBuf {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -576,7 +577,7 @@ fn run_dir(options: &RunOptions) -> Result<PathBuf> {
             .results
             .join(format!("{secs}-seed{}-{n}", options.seed));
     }
-    Ok(dir)
+    dir
 }
 
 /// Quiet interval, fault, interval, heal; until `options.time` has passed.
@@ -757,9 +758,9 @@ async fn leader_of_most(config: &WorkloadConfig) -> Option<usize> {
     usize::try_from(leader).ok()
 }
 
-/// Waits (up to [`RECOVERY_TIMEOUT`]) until every partition has a leader and `rf` in-sync
-/// replicas; past it the final reads go ahead and retry on their own.
-async fn wait_recovered(config: &WorkloadConfig, rf: i16) {
+/// Waits (up to [`RECOVERY_TIMEOUT`]) until every partition has a leader and every replica in
+/// its ISR; past it the final reads go ahead and retry on their own.
+async fn wait_recovered(config: &WorkloadConfig) {
     let deadline = tokio::time::Instant::now() + RECOVERY_TIMEOUT;
     while tokio::time::Instant::now() < deadline {
         let healthy = topic_metadata(config).await.is_some_and(|topic| {
@@ -767,14 +768,14 @@ async fn wait_recovered(config: &WorkloadConfig, rf: i16) {
                 && topic
                     .partitions
                     .iter()
-                    .all(|p| p.leader >= 1 && p.isr.len() >= rf as usize)
+                    .all(|p| p.leader >= 1 && p.isr.len() >= config.replication_factor as usize)
         });
         if healthy {
             return;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    tracing_line("the cluster did not refill every ISR in time; reading anyway");
+    say("the cluster did not refill every ISR in time; reading anyway");
 }
 
 /// Damages one closed (not the newest) segment of a stopped node and says what it did, or

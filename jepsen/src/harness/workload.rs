@@ -438,6 +438,19 @@ impl WorkloadStats {
         *self.errors.entry(kind).or_default() += 1;
     }
 
+    /// Counts a poll that returned `records` and says how it ended: ok when it read from the
+    /// broker, fail when every fetch failed (so it read nothing and moved no position).
+    pub(super) fn count_poll(&mut self, read: bool, records: usize) -> Outcome {
+        self.records_polled += records as u64;
+        if read {
+            self.polls_ok += 1;
+            Outcome::Ok
+        } else {
+            self.polls_fail += 1;
+            Outcome::Fail
+        }
+    }
+
     /// Counts a send that ended `outcome` and returns the pause before the producer's next
     /// send. After an info outcome the producer goes on as a new process, which is counted
     /// here; the caller takes the new process id and drops its client.
@@ -1016,14 +1029,7 @@ async fn poll(
             }
         }
     }
-    stats.records_polled += records.len() as u64;
-    let outcome = if fetched_any {
-        stats.polls_ok += 1;
-        Outcome::Ok
-    } else {
-        stats.polls_fail += 1;
-        Outcome::Fail
-    };
+    let outcome = stats.count_poll(fetched_any, records.len());
     recorder.complete(
         id,
         outcome,
