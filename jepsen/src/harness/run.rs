@@ -7,8 +7,8 @@
 //! 2. The topic is created; producers and consumers start, on the client `client` names
 //!    (Seedlog's own, or librdkafka in builds with the `rdkafka` feature).
 //! 3. For `time`, the nemesis alternates a quiet interval and a fault (healed after the next
-//!    interval). A node that exits without being killed is recorded and restarted at the next
-//!    heal: a crash the harness did not cause is a finding in itself.
+//!    interval). A node that exits without being killed is recorded and stays down until the
+//!    final heal: a crash the harness did not cause is a finding in itself.
 //! 4. The workload stops, every fault is healed, every node runs again, and the cluster is
 //!    given time to elect leaders and refill its ISRs.
 //! 5. Final reads drain every partition; the history is checked as a drained run.
