@@ -11,7 +11,9 @@
 //! Two values at one offset are inconsistent-offsets; one value at two offsets is a duplicate.
 //! Everything else is a comparison of positions:
 //! - lost-write: an acknowledged value never read although a consumer polled a later position
-//!   (log reads, which may start at any offset, do not count as passing a position);
+//!   (log reads, which may start at any offset, do not count as passing a position), or an
+//!   acknowledged value whose offset a read invoked after the acknowledgement found holding
+//!   another value: the log no longer has it, even if a consumer saw it before it went;
 //! - unseen: an acknowledged value never polled at all (with a timeline of the count);
 //! - poll-skip / nonmonotonic-poll: between two consecutive polls of a partition by one
 //!   consumer, the position jumped forward by more than one or did not advance; consumer state
@@ -596,6 +598,28 @@ impl LagTracker {
 
 type UnseenSummary = (u64, Vec<(u64, u64)>, Vec<KeyQueueStats>);
 
+/// (key, offset) → (invocation time, value, op) of every read of an offset that holds more
+/// than one value, in history order.
+type ConflictingReads = BTreeMap<(u32, i64), Vec<(u64, i64, OpId)>>;
+
+fn conflicting_reads(history: &History, orders: &Orders) -> ConflictingReads {
+    let mut reads = ConflictingReads::new();
+    if orders.conflicts.is_empty() {
+        return reads;
+    }
+    for op in history.ops() {
+        for_each_read(op, |k, o, v| {
+            if orders.conflicts.contains(&(k.0, o)) {
+                reads
+                    .entry((k.0, o))
+                    .or_default()
+                    .push((op.invoke_ns, v, op.id));
+            }
+        });
+    }
+    reads
+}
+
 fn lost_and_unseen(
     history: &History,
     orders: &Orders,
@@ -611,6 +635,7 @@ fn lost_and_unseen(
         .collect();
     let mut unseen_ops: Vec<Vec<OpId>> = vec![Vec::new(); history.key_count()];
     let mut events: Vec<(u64, i64)> = Vec::new();
+    let conflicting = conflicting_reads(history, orders);
     for op in history.ops() {
         if op.outcome != Outcome::Ok {
             continue;
@@ -618,6 +643,24 @@ fn lost_and_unseen(
         let acked = op.complete_or_max();
         for_each_send(op, |k, v, o| {
             per_key[k.0 as usize].sends_ok += 1;
+            let offset = o.or_else(|| {
+                let pos = orders.value_pos.get(&(k.0, v))?;
+                orders.offsets[k.0 as usize].get(*pos as usize).copied()
+            });
+            let overwritten = offset.and_then(|o| {
+                conflicting
+                    .get(&(k.0, o))?
+                    .iter()
+                    .find(|(invoked, value, _)| *invoked > acked && *value != v)
+            });
+            if let Some((_, other, reader)) = overwritten {
+                out.report(AnomalyClass::LostWrite, || {
+                    anomaly(AnomalyClass::LostWrite, Some(k), vec![op.id, *reader], format!(
+                        "value {v} of {} was acknowledged at offset {} by op {}, but op {}, invoked after that, read value {other} there",
+                        history.key_name(k), offset.unwrap_or_default(), op.id.0, reader.0))
+                });
+                return;
+            }
             if let Some(read_at) = facts.first_read.get(&(k.0, v)).copied() {
                 if read_at > acked {
                     events.push((acked, 1));

@@ -105,6 +105,60 @@ fn lost_write() {
     assert_eq!(counts(&check_queue(&clean.h, Workload::default())), vec![]);
 }
 
+// An acknowledged value that a consumer saw, and that a read invoked after its acknowledgement
+// found replaced by another value, is lost too (a failover truncated it): the lost-write names
+// its send and that read. When the replacing value could have been read before the
+// acknowledgement, there is no real-time proof of which value the log kept, so only the
+// conflict at the offset is reported.
+#[test]
+fn a_value_seen_then_replaced_is_a_lost_write() {
+    let mut t = H::new();
+    let a = t.send(1, "x", 10, Some(0));
+    t.poll(2, &[("x", 0, 10)]);
+    t.send(4, "x", 20, Some(0));
+    let r = t.poll(3, &[("x", 0, 20)]);
+    let v = check_queue(&t.h, Workload::default());
+    assert_eq!(
+        counts(&v),
+        vec![("inconsistent-offsets", 1), ("lost-write", 1)]
+    );
+    assert_eq!(ops_of(&v, AnomalyClass::LostWrite), vec![a, r]);
+
+    let mut concurrent = H::new();
+    let key = concurrent.h.key("x").unwrap();
+    let send = |value| OpKind::Send {
+        key,
+        value,
+        offset: Some(0),
+    };
+    let records = concurrent.records(&[("x", 0, 20)]);
+    concurrent.push_at(
+        3,
+        10,
+        Some(50),
+        Outcome::Ok,
+        OpKind::Poll {
+            records,
+            rebalanced: false,
+        },
+    );
+    concurrent.push_at(1, 20, Some(30), Outcome::Ok, send(10));
+    let records = concurrent.records(&[("x", 0, 10)]);
+    concurrent.push_at(
+        2,
+        40,
+        Some(70),
+        Outcome::Ok,
+        OpKind::Poll {
+            records,
+            rebalanced: false,
+        },
+    );
+    concurrent.push_at(4, 45, Some(60), Outcome::Ok, send(20));
+    let v = check_queue(&concurrent.h, Workload::default());
+    assert_eq!(counts(&v), vec![("inconsistent-offsets", 1)]);
+}
+
 // An acknowledged value never read (with nothing later read) is unseen: allowed unless the run
 // was drained, and the timeline ends at the final unseen count.
 #[test]
