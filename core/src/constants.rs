@@ -141,5 +141,9 @@ pub const REPLICA_FETCH_MAX_BYTES_DEFAULT: u32 = 1024 * 1024;
 /// Heartbeats a broker sends to one controller without an answer from an active one before
 /// it tries the other voters.
 pub const HEARTBEATS_UNANSWERED_BEFORE_PROBE: u32 = 3;
+/// A broker the controller has not yet unfenced heartbeats this often (or at its configured
+/// interval, if shorter): registration, catching up and unfencing each take a heartbeat, and
+/// clients wait for the last of them.
+pub const ADMISSION_HEARTBEAT_INTERVAL_MS: u64 = 100;
 /// Most messages a node may queue to itself in one step (its broker to its own controller).
 pub const LOCAL_MESSAGES_MAX: usize = 1024;

@@ -9,7 +9,7 @@
 
 use super::config::TopicConfig;
 use super::errors;
-use super::{Broker, PeerTarget, Token, Work};
+use super::{Broker, BrokerEvent, BrokerOutput, PeerTarget, Token, Work};
 use crate::cluster::metadata::MetadataImage;
 use crate::cluster::peer::{PeerMessage, TopicResult, TopicSpec};
 use crate::constants::REQUEST_TOPICS_MAX;
@@ -67,6 +67,25 @@ impl Broker {
             self.refresh_roles(now);
         }
         self.check_forwards(now);
+        if !self.admitted && self.image_lists_me() {
+            self.admitted = true;
+            self.outbox
+                .push_back(BrokerOutput::Event(BrokerEvent::Admitted));
+            self.replay_held(now);
+        }
+    }
+
+    /// Whether the image shows this very process registered and unfenced.
+    pub(super) fn image_lists_me(&self) -> bool {
+        let Some(replication) = self.replication() else {
+            return false;
+        };
+        self.image.as_ref().is_some_and(|image| {
+            image
+                .brokers
+                .get(&replication.node_id)
+                .is_some_and(|b| b.incarnation == replication.incarnation && !b.fenced)
+        })
     }
 
     /// Creates the topics of the image this broker lacks and deletes those it no longer has.

@@ -15,7 +15,9 @@
 //! Lifecycle. A new broker first recovers: it reads both registry slots, opens every partition
 //! log (each runs its own CRC-checked recovery through disk outputs) and resumes deleting the
 //! files of topics deleted before a crash. Requests that arrive meanwhile are held, in order,
-//! and replayed once every log has recovered. [`BrokerInput::Shutdown`] drains: in-flight work
+//! and replayed once every log has recovered and, in a cluster, once the metadata image shows
+//! this process registered and unfenced (its image is current only from then on).
+//! [`BrokerInput::Shutdown`] drains: in-flight work
 //! finishes, every log is synced, and [`BrokerOutput::ShutdownComplete`] tells the driver it
 //! may exit.
 //!
@@ -139,8 +141,11 @@ pub enum BrokerEvent {
         /// What recovery found.
         report: RecoveryReport,
     },
-    /// Every partition recovered; the broker serves.
+    /// Every partition recovered; the broker serves (in a cluster, once it is also admitted).
     Ready,
+    /// In a cluster: the metadata image shows this process registered and unfenced, so the
+    /// broker has caught up with the metadata log and answers clients from now on.
+    Admitted,
     /// A partition log stopped serving after a storage fault.
     PartitionFaulted {
         /// Topic.
@@ -417,8 +422,14 @@ pub struct Broker {
     fetch_deadlines: BTreeSet<(Instant, Token)>,
     /// Partition logs' own deadlines.
     log_deadlines: BTreeSet<(Instant, String, i32)>,
-    /// Requests that arrived while recovering, in arrival order.
+    /// Requests that arrived while recovering or (in a cluster) before admission, in arrival
+    /// order.
     held: VecDeque<(ConnectionId, RequestContext, RequestKind)>,
+    /// In a cluster: an image has shown this process registered and unfenced. Until then its
+    /// image may be empty or stale (it lists no broker, or topics long gone), so client
+    /// requests wait rather than be answered from it, as a Kafka broker opens its listeners
+    /// only once unfenced. Always true for a single broker.
+    admitted: bool,
     /// CreateTopics/DeleteTopics requests waiting for their changes to be durable.
     admin_waiters: BTreeSet<Token>,
     timers: TimerTable<BrokerTimer>,
@@ -472,6 +483,7 @@ impl Broker {
             fetch_deadlines: BTreeSet::new(),
             log_deadlines: BTreeSet::new(),
             held: VecDeque::new(),
+            admitted: false,
             admin_waiters: BTreeSet::new(),
             timers: TimerTable::default(),
             outbox: VecDeque::new(),
@@ -483,9 +495,12 @@ impl Broker {
             replica_ops: BTreeMap::new(),
             forwards: BTreeSet::new(),
         };
-        if let Some(replication) = &broker.config.replication {
-            let at = now + replication.tick_interval;
-            broker.timers.set(BrokerTimer::ReplicaTick, at);
+        match &broker.config.replication {
+            Some(replication) => {
+                let at = now + replication.tick_interval;
+                broker.timers.set(BrokerTimer::ReplicaTick, at);
+            }
+            None => broker.admitted = true,
         }
         let dir = REGISTRY_DIR.to_owned();
         broker.emit_disk(DiskOp::List { dir }, DiskRoute::RegistryList);
@@ -533,6 +548,11 @@ impl Broker {
         matches!(self.phase, Phase::Ready)
     }
 
+    /// Whether client requests are answered now: recovered and, in a cluster, admitted.
+    pub fn is_serving(&self) -> bool {
+        self.is_ready() && self.admitted
+    }
+
     /// The broker's configuration.
     pub fn config(&self) -> &BrokerConfig {
         &self.config
@@ -573,7 +593,7 @@ impl Broker {
         context: RequestContext,
         body: RequestKind,
     ) {
-        if !self.is_ready() {
+        if !self.is_serving() {
             return self.hold(connection, context, body);
         }
         let queue = self.connections.entry(connection).or_default();
@@ -1079,6 +1099,9 @@ impl Broker {
     }
 
     fn replay_held(&mut self, now: Instant) {
+        if !self.is_serving() {
+            return;
+        }
         while let Some((connection, context, body)) = self.held.pop_front() {
             self.on_request(now, connection, context, body);
         }

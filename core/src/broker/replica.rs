@@ -230,14 +230,7 @@ impl Broker {
         // Until the image shows this very process registered and unfenced, the partition roles
         // in it were assigned to an earlier incarnation (which may have had data this one lost,
         // or been a leader in an epoch this one never led): take none of them.
-        let incarnation = self.replication().map_or(0, |r| r.incarnation);
-        let registered = self.image.as_ref().is_some_and(|image| {
-            image
-                .brokers
-                .get(&me)
-                .is_some_and(|b| b.incarnation == incarnation && !b.fenced)
-        });
-        let wanted = if registered {
+        let wanted = if self.image_lists_me() {
             wanted_role(me, info.as_ref())
         } else {
             Wanted::Offline

@@ -11,7 +11,8 @@ use crate::broker::{
 };
 use crate::canary::Canaries;
 use crate::constants::{
-    HEARTBEATS_UNANSWERED_BEFORE_PROBE, LOCAL_MESSAGES_MAX, REPLICA_FETCH_MAX_BYTES_DEFAULT,
+    ADMISSION_HEARTBEAT_INTERVAL_MS, HEARTBEATS_UNANSWERED_BEFORE_PROBE, LOCAL_MESSAGES_MAX,
+    REPLICA_FETCH_MAX_BYTES_DEFAULT,
 };
 use crate::io::{DiskCompletion, DiskRequest, DiskRequestId};
 use crate::prng::Prng;
@@ -492,8 +493,13 @@ impl Node {
     }
 
     fn send_heartbeat(&mut self, now: Instant) {
-        self.timers
-            .set(NodeTimer::Heartbeat, now + self.config.heartbeat_interval);
+        let interval = if self.broker.is_serving() {
+            self.config.heartbeat_interval
+        } else {
+            let admission = Duration::from_millis(ADMISSION_HEARTBEAT_INTERVAL_MS);
+            self.config.heartbeat_interval.min(admission)
+        };
+        self.timers.set(NodeTimer::Heartbeat, now + interval);
         if self.faulted || !self.broker.is_ready() {
             return;
         }

@@ -447,3 +447,50 @@ fn the_high_watermark_waits_while_the_isr_is_below_the_minimum() {
     let p = c.image(leader).partition("t", 0).expect("t-0").clone();
     assert_eq!((p.isr.len(), p.elr), (3, Vec::<NodeId>::new()));
 }
+
+/// The brokers and topics a Metadata request for every topic reports, asked of `node`.
+fn all_metadata(c: &mut Cluster, node: NodeId) -> (Vec<i32>, Vec<String>) {
+    let Some(ResponseKind::Metadata(r)) = c.request(
+        node,
+        ApiKey::Metadata,
+        4,
+        RequestKind::Metadata(MetadataRequest::default().with_topics(None)),
+    ) else {
+        panic!("no metadata response from node {node}")
+    };
+    let brokers = r.brokers.iter().map(|b| b.node_id.0).collect();
+    let topics = r
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+        .collect();
+    (brokers, topics)
+}
+
+/// A broker answers clients only once the controller has registered and unfenced this very
+/// process, so no client is told of an empty cluster (librdkafka gives up on one) or of a
+/// restarted broker's stale image.
+#[test]
+fn clients_are_answered_once_the_broker_is_registered_and_unfenced() {
+    let mut c = Cluster::new(3);
+    let (brokers, topics) = all_metadata(&mut c, 1);
+    assert!(brokers.contains(&1), "brokers {brokers:?}");
+    assert!(topics.is_empty(), "{topics:?}");
+    assert!(c.nodes[&1].broker().is_serving());
+
+    c.run_for(Duration::from_secs(3));
+    let Some(ResponseKind::CreateTopics(r)) =
+        c.request(1, ApiKey::CreateTopics, 5, create_topic(3, "2"))
+    else {
+        panic!("no create response")
+    };
+    assert_eq!(r.topics[0].error_code, 0, "{r:?}");
+    c.run_for(Duration::from_millis(500));
+    c.crash(2);
+    c.run_for(Duration::from_secs(1));
+    c.restart(2);
+    assert!(!c.nodes[&2].broker().is_serving());
+    let (brokers, topics) = all_metadata(&mut c, 2);
+    assert!(brokers.contains(&2), "brokers {brokers:?}");
+    assert_eq!(topics, vec!["t".to_string()]);
+}

@@ -517,6 +517,9 @@ fn log_broker_event(event: &BrokerEvent, failed: &mut bool) {
             }
         }
         BrokerEvent::Ready => tracing::info!("broker ready"),
+        BrokerEvent::Admitted => {
+            tracing::info!("registered and unfenced by the controller: serving clients")
+        }
         BrokerEvent::RegistryLoaded { topics, partitions } => {
             tracing::info!(
                 topics,
