@@ -131,8 +131,12 @@ pub(super) struct FollowerState {
 enum FollowPhase {
     /// May fetch at or after this instant (once the log is durable up to its end).
     Ready(Instant),
-    /// A fetch from `offset` is out.
-    InFlight { offset: i64, sent_at: Instant },
+    /// A fetch from `offset`, whose last batch has `last_epoch`, is out.
+    InFlight {
+        offset: i64,
+        last_epoch: Option<i32>,
+        sent_at: Instant,
+    },
     /// Appending the last response's batches.
     Appending,
     /// Truncating after a divergence.
@@ -575,6 +579,7 @@ impl Broker {
             partition: request.partition,
             leader_epoch: request.leader_epoch,
             fetch_offset: request.fetch_offset,
+            last_fetched_epoch: request.last_fetched_epoch,
             error,
             high_watermark,
             log_start_offset,
@@ -809,8 +814,10 @@ impl Broker {
             return;
         }
         let offset = p.log.log_end_offset();
+        let last_epoch = p.log.latest_epoch();
         follower.phase = FollowPhase::InFlight {
             offset,
+            last_epoch,
             sent_at: now,
         };
         let leader = follower.leader;
@@ -820,7 +827,7 @@ impl Broker {
             partition: partition as u32,
             leader_epoch: p.leader_epoch,
             fetch_offset: offset,
-            last_fetched_epoch: p.log.latest_epoch(),
+            last_fetched_epoch: last_epoch,
             max_bytes: config.replica_fetch_max_bytes,
         };
         self.send_peer(PeerTarget::Node(leader), PeerMessage::Fetch(request));
@@ -842,18 +849,16 @@ impl Broker {
         let Some(p) = self.partition_mut(&topic, partition) else {
             return;
         };
+        // Only the answer to the fetch now out counts: the same leader and epoch, and the
+        // same offset and last epoch (a late duplicate of an earlier request may share the
+        // offset but ask about a log this follower has since truncated and refilled).
         let expected = match &p.role {
             Role::Follower(f) => {
                 f.leader == from
                     && p.leader_epoch == response.leader_epoch
-                    && f.phase
-                        == FollowPhase::InFlight {
-                            offset: response.fetch_offset,
-                            sent_at: match f.phase {
-                                FollowPhase::InFlight { sent_at, .. } => sent_at,
-                                _ => now,
-                            },
-                        }
+                    && matches!(f.phase, FollowPhase::InFlight { offset, last_epoch, .. }
+                        if offset == response.fetch_offset
+                            && last_epoch == response.last_fetched_epoch)
             }
             _ => false,
         };

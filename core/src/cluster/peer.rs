@@ -128,6 +128,10 @@ pub struct ReplicaFetchResponse {
     pub leader_epoch: i32,
     /// The request's fetch offset, echoed.
     pub fetch_offset: i64,
+    /// The request's last fetched epoch, echoed: with the leader epoch and the fetch offset it
+    /// names the question answered, so a follower never applies the answer to an older
+    /// request (a duplicate delivered late) to a log that has moved on since.
+    pub last_fetched_epoch: Option<i32>,
     /// Kafka error code (0, NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH,
     /// OFFSET_OUT_OF_RANGE, KAFKA_STORAGE_ERROR).
     pub error: i16,
