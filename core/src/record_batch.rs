@@ -320,10 +320,19 @@ pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
+/// Where the partition leader epoch lies in a batch, and its length.
+pub const PARTITION_LEADER_EPOCH_RANGE: std::ops::Range<usize> = 12..16;
+
 /// Rewrites the partition leader epoch in place (also outside the CRC).
 pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     assert!(batch.len() >= BATCH_HEADER_LEN);
-    batch[12..16].copy_from_slice(&epoch.to_be_bytes());
+    batch[PARTITION_LEADER_EPOCH_RANGE].copy_from_slice(&epoch.to_be_bytes());
+}
+
+/// The partition leader epoch of the batch `bytes` begins with, if they reach that far.
+pub fn partition_leader_epoch(bytes: &[u8]) -> Option<i32> {
+    let field = bytes.get(PARTITION_LEADER_EPOCH_RANGE)?;
+    Some(i32::from_be_bytes(field.try_into().expect("4 bytes")))
 }
 
 /// One record header (a key and an optional value).

@@ -15,6 +15,13 @@
 //! synced data long after the damage. A raised epoch stays in the cache instead, until a new
 //! leader records its epoch (which replaces every entry at or above it) or a follower
 //! truncates the batch away.
+//!
+//! A bit flipped on the way from the disk is another matter: it is not on the disk, so a second
+//! read tells. The cache depends only on the batches that start an entry, the batch before
+//! each (a lowered first batch of an epoch moves the entry one batch late, which would let a
+//! follower keep a divergent batch), and the last batch (a lowered last batch drops an entry).
+//! Once the scan ends, recovery reads the epoch of each of those batches again; if any reads
+//! differently, the whole scan runs again, up to [`RECOVERY_REREADS_MAX`] times.
 
 use super::checkpoint::{Checkpoint, CHECKPOINT_LEN, SLOTS};
 use super::segment::Segment;
@@ -87,6 +94,18 @@ pub(super) enum Step {
         attempt: u8,
     },
     SegmentRead,
+    /// A second read of the epoch of `probes[index]`.
+    EpochProbe {
+        index: u32,
+    },
+}
+
+/// A batch whose leader epoch shapes the epoch cache, as the scan read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct EpochProbe {
+    segment: i64,
+    position: u64,
+    epoch: i32,
 }
 
 /// Recovery progress.
@@ -111,6 +130,16 @@ pub(super) struct Recovery {
     rereads: u32,
     /// Segment files wholly below the log start, deleted once recovery finishes.
     below_log_start: Vec<i64>,
+    /// The last batch the scan accepted.
+    last_batch: Option<EpochProbe>,
+    /// The batches whose epochs are read again once the scan ends.
+    probes: Vec<EpochProbe>,
+    /// Probe reads not answered yet; `None` before they are sent.
+    probes_outstanding: Option<u32>,
+    /// A probe read an epoch other than the scan's.
+    probe_mismatch: bool,
+    /// Scans run again after a probe mismatch.
+    rescans: u32,
 }
 
 /// How often recovery re-reads a batch that failed its check before cutting there.
@@ -168,6 +197,22 @@ impl Log {
                 }
             }
             (Step::SegmentRead, DiskOutcome::Read(bytes)) => self.on_segment_chunk(now, &bytes),
+            (Step::EpochProbe { index }, DiskOutcome::Read(bytes)) => {
+                let read = record_batch::partition_leader_epoch(&bytes);
+                let recovery = self.recovery();
+                let expected = recovery.probes.get(index as usize).map(|p| p.epoch);
+                if read.is_none() || read != expected {
+                    recovery.probe_mismatch = true;
+                }
+                let outstanding = recovery
+                    .probes_outstanding
+                    .as_mut()
+                    .expect("probes were sent");
+                *outstanding -= 1;
+                if *outstanding == 0 {
+                    self.on_probes_done(now);
+                }
+            }
             _ => self.fault(FaultReason::UnexpectedCompletion),
         }
     }
@@ -304,9 +349,26 @@ impl Log {
                         .expect("inserted at scan start")
                         .push_batch(&header);
                     let epoch = header.partition_leader_epoch;
-                    if epoch >= 0 && self.epochs.latest_epoch().is_none_or(|l| epoch > l) {
+                    let batch = EpochProbe {
+                        segment: base,
+                        position,
+                        epoch,
+                    };
+                    let starts_entry =
+                        epoch >= 0 && self.epochs.latest_epoch().is_none_or(|l| epoch > l);
+                    if starts_entry {
                         self.epochs.assign(epoch, header.base_offset);
                     }
+                    let recovery = self.recovery();
+                    if starts_entry {
+                        if let Some(before) = recovery.last_batch {
+                            if recovery.probes.last() != Some(&before) {
+                                recovery.probes.push(before);
+                            }
+                        }
+                        recovery.probes.push(batch);
+                    }
+                    recovery.last_batch = Some(batch);
                 }
                 // The base offset lies outside the CRC, so a bit flipped on the way from the
                 // disk shows up as a gap: read again before cutting, as for a bad CRC.
@@ -401,6 +463,67 @@ impl Log {
         if !recovery.scan_done || recovery.checkpoint_reads_outstanding > 0 {
             return;
         }
+        if recovery.probes_outstanding.is_none() {
+            return self.send_probes(now);
+        }
+        self.finish_scan(now);
+    }
+
+    /// Reads again the epoch of every batch that shaped the cache, and of the last batch.
+    fn send_probes(&mut self, now: Instant) {
+        let recovery = self.recovery();
+        if let Some(last) = recovery.last_batch {
+            if recovery.probes.last() != Some(&last) {
+                recovery.probes.push(last);
+            }
+        }
+        let probes = recovery.probes.clone();
+        recovery.probes_outstanding = Some(probes.len() as u32);
+        if probes.is_empty() {
+            return self.on_probes_done(now);
+        }
+        let len = record_batch::PARTITION_LEADER_EPOCH_RANGE.end as u32;
+        for (index, probe) in probes.iter().enumerate() {
+            let op = DiskOp::Read {
+                file: self.segment_path(probe.segment),
+                position: probe.position,
+                len,
+            };
+            let step = Step::EpochProbe {
+                index: index as u32,
+            };
+            self.emit_disk(op, Pending::Recovery(step));
+        }
+    }
+
+    /// Every probe answered: scan again if one disagreed, else finish.
+    fn on_probes_done(&mut self, now: Instant) {
+        let recovery = self.recovery();
+        if recovery.probe_mismatch && recovery.rescans < RECOVERY_REREADS_MAX {
+            return self.rescan(now);
+        }
+        self.finish_scan(now);
+    }
+
+    /// Forgets what the scan found and scans every segment again.
+    fn rescan(&mut self, now: Instant) {
+        let recovery = self.recovery();
+        let fresh = Recovery {
+            files: std::mem::take(&mut recovery.files),
+            best_checkpoint: recovery.best_checkpoint,
+            checkpoint_files: recovery.checkpoint_files,
+            checkpoint_unreadable: recovery.checkpoint_unreadable,
+            below_log_start: std::mem::take(&mut recovery.below_log_start),
+            rescans: recovery.rescans + 1,
+            ..Recovery::default()
+        };
+        *recovery = fresh;
+        self.segments.clear();
+        self.epochs.clear();
+        self.start_segment_scan(now);
+    }
+
+    fn finish_scan(&mut self, now: Instant) {
         let State::Recovering(recovery) = std::mem::replace(&mut self.state, State::Ready) else {
             unreachable!("checked above");
         };

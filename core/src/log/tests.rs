@@ -13,6 +13,9 @@ struct Harness {
     disk: MemDisk,
     now: Instant,
     events: Vec<LogOutput>,
+    /// Bit flips on the way from the disk: the next read covering (file, position) returns
+    /// the batch there with this leader epoch instead; the stored bytes stay intact.
+    epoch_read_flips: Vec<(String, u64, i32)>,
 }
 
 impl Harness {
@@ -23,10 +26,29 @@ impl Harness {
             disk: MemDisk::default(),
             now,
             events: vec![],
+            epoch_read_flips: vec![],
         };
         h.drain();
         assert!(h.log.is_ready());
         h
+    }
+
+    /// Applies (and uses up) the epoch read flips that fall inside a read of `file` at `at`.
+    fn flip_epochs_read(&mut self, file: &str, at: u64, bytes: &Bytes) -> Bytes {
+        let end = at + bytes.len() as u64;
+        let range = record_batch::PARTITION_LEADER_EPOCH_RANGE;
+        let hit = self
+            .epoch_read_flips
+            .iter()
+            .position(|(f, p, _)| f == file && *p >= at && *p + range.end as u64 <= end);
+        let Some(index) = hit else {
+            return bytes.clone();
+        };
+        let (_, position, epoch) = self.epoch_read_flips.remove(index);
+        let mut flipped = bytes.to_vec();
+        let start = (position - at) as usize;
+        flipped[start + range.start..start + range.end].copy_from_slice(&epoch.to_be_bytes());
+        Bytes::from(flipped)
     }
 
     fn reopen(&mut self, config: LogConfig) {
@@ -52,7 +74,16 @@ impl Harness {
                     LogOutput::Disk(request) => {
                         requests += 1;
                         assert!(requests < 100_000, "the log loops on its disk requests");
-                        let result = self.disk.execute(request.op);
+                        let read_at = match &request.op {
+                            DiskOp::Read { file, position, .. } => Some((file.clone(), *position)),
+                            _ => None,
+                        };
+                        let mut result = self.disk.execute(request.op);
+                        if let (Some((file, at)), Ok(DiskOutcome::Read(bytes))) =
+                            (read_at, &mut result)
+                        {
+                            *bytes = self.flip_epochs_read(&file, at, bytes);
+                        }
                         completions.push_back(DiskCompletion {
                             id: request.id,
                             result,

@@ -330,9 +330,10 @@ impl LogSim {
     /// at the log end by a leader that has not written under it yet. Checked whenever the log
     /// is quiet and the model knows every batch in it; skipped while nothing changed.
     ///
-    /// The epoch field is outside the CRC, so a flipped bit there goes unseen: after rot at
-    /// rest, or a flip on a read while this incarnation's recovery rebuilt the cache, the cache
-    /// may rightly hold an epoch nobody wrote, and the check stands down.
+    /// The epoch field is outside the CRC, so a bit flipped at rest there goes unseen: after rot
+    /// the cache may rightly hold an epoch nobody wrote, and the check stands down. A flip on a
+    /// read during recovery is not excused: recovery reads every epoch that shapes the cache
+    /// twice.
     pub(super) fn check_epoch_cache(&mut self) {
         if self.recovering
             || self.verify.is_some()
@@ -341,9 +342,7 @@ impl LogSim {
         {
             return;
         }
-        if self.disk.rot_since(DIR, Instant(0))
-            || self.disk.read_flips_since(DIR, self.recovery_started)
-        {
+        if self.disk.rot_since(DIR, Instant(0)) {
             return;
         }
         let (start, end) = (self.log.log_start_offset(), self.log.log_end_offset());

@@ -354,6 +354,55 @@ fn recovery_keeps_the_epoch_cache_monotonic_when_an_epoch_is_damaged() {
     assert_eq!(h.log.epoch_entries(), &[(1, 0), (2, 8), (3, 16), (9, 22)]);
 }
 
+// A bit flipped on the way from the disk is not on it: recovery reads the epoch of every
+// batch that shaped the cache again, scans again when one reads differently, and ends with the
+// cache the undamaged log gives. Without the second read, a raised epoch would stay, and a
+// lowered first batch of an epoch would start that epoch one batch late, so a follower with a
+// divergent batch there would keep it.
+#[test]
+fn recovery_reads_again_an_epoch_that_arrived_damaged() {
+    let mut config = small_config();
+    config.sync_policy = SyncPolicy::Explicit;
+    let mut h = Harness::open(config.clone());
+    for i in 0..12u64 {
+        h.append_at(i, batch(2, i as u8, 100), 1 + i as i32 / 4)
+            .expect("append");
+    }
+    h.input(LogInput::Sync);
+    let undamaged = [(1, 0), (2, 8), (3, 16)];
+    assert_eq!(h.log.epoch_entries(), &undamaged);
+    let batches = durable_batches(&h);
+    // (batch index, epoch it reads as): raised; lowered at the start of epoch 2; lowered at
+    // the start of epoch 3; raised last batch; lowered last batch of a log whose last batch
+    // starts an epoch is covered by the probe of the last batch.
+    for (index, epoch) in [(5, 9), (4, 1), (8, 2), (11, 7), (0, 0)] {
+        let (file, position, _) = batches[index].clone();
+        h.epoch_read_flips = vec![(file, position as u64, epoch)];
+        h.disk.crash();
+        h.reopen(config.clone());
+        assert!(
+            h.epoch_read_flips.is_empty(),
+            "the flip at batch {index} was read"
+        );
+        let report = recovered(&h.events);
+        assert_eq!((report.cut, report.durable_data_lost), (None, None));
+        assert_eq!(
+            h.log.epoch_entries(),
+            &undamaged,
+            "batch {index} read as epoch {epoch}"
+        );
+    }
+    // The last batch starts epoch 4; read as epoch 3 it would drop the entry.
+    h.append_at(50, batch(2, 1, 100), 4).expect("append");
+    h.input(LogInput::Sync);
+    let (file, position, _) = durable_batches(&h)[12].clone();
+    h.epoch_read_flips = vec![(file, position as u64, 3)];
+    h.disk.crash();
+    h.reopen(config.clone());
+    assert!(h.epoch_read_flips.is_empty());
+    assert_eq!(h.log.epoch_entries(), &[(1, 0), (2, 8), (3, 16), (4, 24)]);
+}
+
 impl Harness {
     /// Opens the log but runs only the first `budget` disk requests; true if recovery and
     /// everything after it ran.
