@@ -303,6 +303,12 @@ fn cluster_with_topic() -> Cluster {
     let image = c.image(1);
     assert_eq!(image.brokers.len(), 3, "all brokers registered: {image:?}");
     assert!(image.brokers.values().all(|b| !b.fenced), "{image:?}");
+    create_topic_t(&mut c);
+    c
+}
+
+/// Creates topic `t` (rf=3, min.insync.replicas=2) through node 1 and lets it settle.
+fn create_topic_t(c: &mut Cluster) {
     let Some(ResponseKind::CreateTopics(r)) =
         c.request(1, ApiKey::CreateTopics, 5, create_topic(3, "2"))
     else {
@@ -310,7 +316,6 @@ fn cluster_with_topic() -> Cluster {
     };
     assert_eq!(r.topics[0].error_code, 0, "{r:?}");
     c.run_for(Duration::from_millis(500));
-    c
 }
 
 #[test]
@@ -479,13 +484,7 @@ fn clients_are_answered_once_the_broker_is_registered_and_unfenced() {
     assert!(c.nodes[&1].broker().is_serving());
 
     c.run_for(Duration::from_secs(3));
-    let Some(ResponseKind::CreateTopics(r)) =
-        c.request(1, ApiKey::CreateTopics, 5, create_topic(3, "2"))
-    else {
-        panic!("no create response")
-    };
-    assert_eq!(r.topics[0].error_code, 0, "{r:?}");
-    c.run_for(Duration::from_millis(500));
+    create_topic_t(&mut c);
     c.crash(2);
     c.run_for(Duration::from_secs(1));
     c.restart(2);
