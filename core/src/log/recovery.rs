@@ -463,10 +463,10 @@ impl Log {
         if !recovery.scan_done || recovery.checkpoint_reads_outstanding > 0 {
             return;
         }
+        // Recovery ends once the probes are answered (`on_probes_done`).
         if recovery.probes_outstanding.is_none() {
-            return self.send_probes(now);
+            self.send_probes(now);
         }
-        self.finish_scan(now);
     }
 
     /// Reads again the epoch of every batch that shaped the cache, and of the last batch.
