@@ -230,14 +230,6 @@ impl SimDisk {
             .any(|(p, c)| p.starts_with(&prefix) && c.at_rest.is_some_and(|t| t >= since))
     }
 
-    /// True if any read under `dir` returned a flipped bit at or after `since`.
-    pub fn read_flips_since(&self, dir: &str, since: Instant) -> bool {
-        let prefix = format!("{dir}/");
-        self.corruption
-            .iter()
-            .any(|(p, c)| p.starts_with(&prefix) && c.on_read.is_some_and(|t| t >= since))
-    }
-
     /// Paths of every file, for the trace.
     pub fn paths(&self) -> Vec<String> {
         self.files.keys().cloned().collect()

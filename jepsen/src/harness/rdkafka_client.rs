@@ -61,7 +61,6 @@
 //! error. A poll changes no broker state and positions advance only past recorded records, so
 //! polls are never `info`.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -225,20 +224,10 @@ pub(super) async fn producer(
                 }
             },
         };
-        let value = shared.next_value.fetch_add(1, Ordering::Relaxed);
-        let partition = config.partition_of(value);
-        let key = shared.keys[partition as usize];
-        let id = recorder.invoke(
-            process,
-            OpKind::Send {
-                key,
-                value,
-                offset: None,
-            },
-        );
-        let text = value.to_string();
+        let send = shared.invoke_send(process);
+        let text = send.value.to_string();
         let record = FutureRecord::to(&config.topic)
-            .partition(partition as i32)
+            .partition(send.partition as i32)
             .key(&text)
             .payload(&text);
         let sent = match p.send_result(record) {
@@ -251,14 +240,13 @@ pub(super) async fn producer(
             },
         };
         let (outcome, offset) = match &sent {
-            Ok(offset) => (Outcome::Ok, Some(*offset).filter(|o| *o >= 0)),
+            Ok(offset) => (Outcome::Ok, Some(*offset)),
             Err(e) => {
                 stats.error(format!("send: {}", e.kind()));
                 (classify_send_error(e), None)
             }
         };
-        recorder.complete(id, outcome, Some(OpKind::Send { key, value, offset }));
-        let next_pause = stats.count_send(outcome, config.send_interval);
+        let next_pause = shared.complete_send(send, outcome, offset, &mut stats);
         if outcome == Outcome::Info {
             process = recorder.new_process();
             retired.extend(producer.take().map(retire));

@@ -633,6 +633,51 @@ pub(super) struct Shared {
     pub(super) next_value: AtomicI64,
 }
 
+/// A send whose invocation is in the history: the fresh value and the partition it goes to.
+pub(super) struct OpenSend {
+    id: OpId,
+    key: KeyId,
+    pub(super) value: i64,
+    pub(super) partition: u32,
+}
+
+impl Shared {
+    /// Draws the next value and records that `process` invokes its send.
+    pub(super) fn invoke_send(&self, process: u64) -> OpenSend {
+        let value = self.next_value.fetch_add(1, Ordering::Relaxed);
+        let partition = self.config.partition_of(value);
+        let key = self.keys[partition as usize];
+        let op = OpKind::Send {
+            key,
+            value,
+            offset: None,
+        };
+        let id = self.recorder.invoke(process, op);
+        OpenSend {
+            id,
+            key,
+            value,
+            partition,
+        }
+    }
+
+    /// Records how `send` ended (with its offset, if the broker gave one) and counts it;
+    /// returns the pause before the next send.
+    pub(super) fn complete_send(
+        &self,
+        send: OpenSend,
+        outcome: Outcome,
+        offset: Option<i64>,
+        stats: &mut WorkloadStats,
+    ) -> Duration {
+        let OpenSend { id, key, value, .. } = send;
+        let offset = offset.filter(|o| *o >= 0);
+        self.recorder
+            .complete(id, outcome, Some(OpKind::Send { key, value, offset }));
+        stats.count_send(outcome, self.config.send_interval)
+    }
+}
+
 /// Creates the topic, retrying while the cluster elects a controller and registers brokers,
 /// then waits until every partition has a leader that answers ListOffsets. Gives up with an
 /// error naming the last problem once `deadline` has passed.
@@ -872,29 +917,19 @@ async fn producer(
             break;
         }
         let c = client.as_ref().expect("ensured above");
-        let value = shared.next_value.fetch_add(1, Ordering::Relaxed);
-        let partition = config.partition_of(value);
-        let key = shared.keys[partition as usize];
-        let id = recorder.invoke(
-            process,
-            OpKind::Send {
-                key,
-                value,
-                offset: None,
-            },
-        );
+        let send = shared.invoke_send(process);
         let produced = bounded(
             config.call_timeout(),
             c.produce(
                 &config.topic,
-                partition as i32,
-                &[record_of(value)],
+                send.partition as i32,
+                &[record_of(send.value)],
                 Acks::All,
             ),
         )
         .await;
         let (outcome, offset) = match produced {
-            Ok(batch) => (Outcome::Ok, Some(batch.base_offset).filter(|o| *o >= 0)),
+            Ok(batch) => (Outcome::Ok, Some(batch.base_offset)),
             Err(e) => {
                 stats.error(format!("send: {}", e.kind()));
                 match &e {
@@ -903,8 +938,7 @@ async fn producer(
                 }
             }
         };
-        recorder.complete(id, outcome, Some(OpKind::Send { key, value, offset }));
-        let next_pause = stats.count_send(outcome, config.send_interval);
+        let next_pause = shared.complete_send(send, outcome, offset, &mut stats);
         if outcome == Outcome::Info {
             // The process may have lost its client mid-operation: retire it.
             process = recorder.new_process();

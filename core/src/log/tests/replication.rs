@@ -299,6 +299,18 @@ fn set_durable_epoch(h: &mut Harness, file: &str, position: usize, epoch: i32) {
     record_batch::set_partition_leader_epoch(&mut bytes[position..], epoch);
 }
 
+/// Twelve synced batches of two records, four in each of epochs 1, 2 and 3.
+fn three_epoch_log(config: &LogConfig) -> Harness {
+    let mut h = Harness::open(config.clone());
+    for i in 0..12u64 {
+        h.append_at(i, batch(2, i as u8, 100), 1 + i as i32 / 4)
+            .expect("append");
+    }
+    h.input(LogInput::Sync);
+    assert_eq!(h.log.epoch_entries(), &[(1, 0), (2, 8), (3, 16)]);
+    h
+}
+
 // The partition leader epoch is outside the CRC, so damage to it cannot be told from a real
 // epoch. Recovery neither cuts there (damage that raised the last batch's epoch would show only
 // once later appends carry the real one, and a cut then would drop intact synced data) nor
@@ -308,18 +320,8 @@ fn set_durable_epoch(h: &mut Harness, file: &str, position: usize, epoch: i32) {
 fn recovery_keeps_the_epoch_cache_monotonic_when_an_epoch_is_damaged() {
     let mut config = small_config();
     config.sync_policy = SyncPolicy::Explicit;
-    let build = |config: &LogConfig| {
-        let mut h = Harness::open(config.clone());
-        for i in 0..12u64 {
-            h.append_at(i, batch(2, i as u8, 100), 1 + i as i32 / 4)
-                .expect("append");
-        }
-        h.input(LogInput::Sync);
-        assert_eq!(h.log.epoch_entries(), &[(1, 0), (2, 8), (3, 16)]);
-        h
-    };
     let damaged = |epoch: i32, index: usize| {
-        let mut h = build(&config);
+        let mut h = three_epoch_log(&config);
         let (file, position, _) = durable_batches(&h)[index].clone();
         set_durable_epoch(&mut h, &file, position, epoch);
         h.disk.crash();
@@ -363,18 +365,11 @@ fn recovery_keeps_the_epoch_cache_monotonic_when_an_epoch_is_damaged() {
 fn recovery_reads_again_an_epoch_that_arrived_damaged() {
     let mut config = small_config();
     config.sync_policy = SyncPolicy::Explicit;
-    let mut h = Harness::open(config.clone());
-    for i in 0..12u64 {
-        h.append_at(i, batch(2, i as u8, 100), 1 + i as i32 / 4)
-            .expect("append");
-    }
-    h.input(LogInput::Sync);
+    let mut h = three_epoch_log(&config);
     let undamaged = [(1, 0), (2, 8), (3, 16)];
-    assert_eq!(h.log.epoch_entries(), &undamaged);
     let batches = durable_batches(&h);
     // (batch index, epoch it reads as): raised; lowered at the start of epoch 2; lowered at
-    // the start of epoch 3; raised last batch; lowered last batch of a log whose last batch
-    // starts an epoch is covered by the probe of the last batch.
+    // the start of epoch 3; raised last batch; lowered first batch of the log.
     for (index, epoch) in [(5, 9), (4, 1), (8, 2), (11, 7), (0, 0)] {
         let (file, position, _) = batches[index].clone();
         h.epoch_read_flips = vec![(file, position as u64, epoch)];
