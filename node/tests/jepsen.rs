@@ -141,42 +141,57 @@ fn a_short_run_under_kill_pause_and_partition_is_valid() {
 }
 
 /// A write is lost only when a kill lands while acknowledged records are still on the leader
-/// alone, so the run kills often: seven kills in 30 s, of the leader, minorities, a majority
-/// and all three. Each of seven runs of this schedule lost between 12 and 85 acknowledged
-/// writes, the most on a machine busy with other work.
+/// alone, a window of milliseconds, so whether one run loses any is a matter of timing. Each
+/// run kills often (seven kills in 30 s: the leader, minorities, a majority, all three), and
+/// the planted bug must be caught within four runs of different seeds, the way the simulator's
+/// canaries are caught within a stated number of seeds. Measured: 7 of 8 runs of seeds 8–10
+/// lost acknowledged writes (1 to 9 where the count was kept); one run of seed 8 lost none.
 #[cfg(feature = "canary")]
 #[test]
 fn a_planted_ack_before_replication_is_caught_as_lost_writes() {
+    const SEEDS: [&str; 4] = ["8", "9", "10", "11"];
     let Some((_one, results)) =
         harness_or_skip("a_planted_ack_before_replication_is_caught_as_lost_writes")
     else {
         return;
     };
-    let run = run_harness(
-        results.path(),
-        &[
-            "--time",
-            "30",
-            "--interval",
-            "2",
-            "--nemesis",
-            "kill",
-            "--seed",
-            "8",
-            "--set",
-            "canaries=ack-before-isr",
-            "--set",
-            "log.flush.policy=none",
-        ],
-        &[],
+    let mut missed = Vec::new();
+    for seed in SEEDS {
+        let run = run_harness(
+            results.path(),
+            &[
+                "--time",
+                "30",
+                "--interval",
+                "2",
+                "--nemesis",
+                "kill",
+                "--seed",
+                seed,
+                "--set",
+                "canaries=ack-before-isr",
+                "--set",
+                "log.flush.policy=none",
+            ],
+            &[],
+        );
+        assert_nothing_left(results.path());
+        if run.status.code() == Some(0) && run.verdict["validity"] == "valid" {
+            missed.push(format!("seed {seed}: valid"));
+            continue;
+        }
+        assert_eq!(run.status.code(), Some(1), "{}", run.output);
+        assert_eq!(run.verdict["validity"], "invalid", "{}", run.output);
+        let lost = run.verdict["counts"]["lost-write"].as_u64().unwrap_or(0);
+        assert!(lost > 0, "no lost write reported:\n{}", run.output);
+        let report = std::fs::read_to_string(run.dir.join("report.html")).expect("report.html");
+        assert!(report.contains("Verdict: invalid") && report.contains("lost-write"));
+        return;
+    }
+    panic!(
+        "the planted bug was not caught in {} runs: {missed:?}",
+        SEEDS.len()
     );
-    assert_eq!(run.status.code(), Some(1), "{}", run.output);
-    assert_eq!(run.verdict["validity"], "invalid", "{}", run.output);
-    let lost = run.verdict["counts"]["lost-write"].as_u64().unwrap_or(0);
-    assert!(lost > 0, "no lost write reported:\n{}", run.output);
-    let report = std::fs::read_to_string(run.dir.join("report.html")).expect("report.html");
-    assert!(report.contains("Verdict: invalid") && report.contains("lost-write"));
-    assert_nothing_left(results.path());
 }
 
 /// The same faults with librdkafka as the client: a valid verdict, a busy history, and not one
