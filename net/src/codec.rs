@@ -11,8 +11,13 @@
 //! the rest of the header is parsed, because its header layout may be one we do not know. Then the
 //! request header is parsed at the version the API key and version dictate (v1, or v2 with tagged
 //! fields for flexible versions, KIP-482), the body is checked by the guard (`guard.rs`) so that
-//! `kafka-protocol` never pre-allocates from a hostile count, and finally decoded. Trailing bytes
-//! after the body are rejected: they mean the client and we disagree about the schema.
+//! `kafka-protocol` never pre-allocates from a hostile count, and finally decoded.
+//!
+//! Leniency follows Kafka's own parser, which reads a request's known fields and ignores the
+//! rest: bytes after the body's last known field, and tagged fields with tags the version does
+//! not define, are skipped, never fatal. Real clients depend on it: librdkafka 2.15 and later
+//! send an all-topics Metadata v12 request with three bytes after its tagged-field section.
+//! [`DecodedRequest`] reports how much was skipped, so the driver can log and count it.
 //!
 //! Errors say who is at fault. [`RequestError`] is always the client's fault, and
 //! [`RequestError::reply`] says what Kafka does about it: answer an ApiVersions request of an
@@ -46,9 +51,20 @@ pub struct DecodedRequest {
     pub api_version: i16,
     /// The typed request body.
     pub body: RequestKind,
+    /// Bytes after the body's known fields, ignored as Kafka ignores them.
+    pub trailing_bytes: u32,
+    /// Tagged fields in the body with tags its version does not define, ignored as Kafka
+    /// ignores them.
+    pub unknown_tagged_fields: u32,
 }
 
 impl DecodedRequest {
+    /// Whether the request carried anything the broker skipped (trailing bytes or unknown
+    /// tagged fields): worth a debug line and a count, never an error.
+    pub fn had_ignored_content(&self) -> bool {
+        self.trailing_bytes > 0 || self.unknown_tagged_fields > 0
+    }
+
     /// What [`encode_response`] needs to answer this request.
     pub fn response_context(&self) -> ResponseContext {
         ResponseContext {
@@ -93,11 +109,6 @@ pub enum Malformed {
     TaggedFieldSize,
     /// `kafka-protocol` rejected the body (bad UTF-8, null where not allowed, ...).
     Body,
-    /// Bytes were left over after the body.
-    TrailingBytes {
-        /// How many bytes were left over.
-        count: u64,
-    },
 }
 
 /// Why a request frame could not be turned into a [`DecodedRequest`]. Always the client's fault.
@@ -264,27 +275,32 @@ pub fn decode_request(frame: Bytes) -> Result<DecodedRequest, RequestError> {
         tracing::debug!(?api_key, api_version, %error, "request header does not parse");
         malformed(Malformed::Header)
     })?;
-    let body_len =
-        check_request_body(api_key, api_version, &rest).map_err(|e| malformed(e.into()))?;
-    if body_len != rest.len() {
-        // Checked before parsing, so the parser only ever sees bytes the guard has walked.
-        let count = (rest.len() - body_len) as u64;
-        return Err(malformed(Malformed::TrailingBytes { count }));
-    }
-    let body = RequestKind::decode(api_key, &mut rest, api_version).map_err(|error| {
+    let shape = check_request_body(api_key, api_version, &rest).map_err(|e| malformed(e.into()))?;
+    // The parser only ever sees the bytes the guard has walked; what follows is ignored.
+    let trailing_bytes = u32::try_from(rest.len() - shape.len).unwrap_or(u32::MAX);
+    let mut body_bytes = rest.split_to(shape.len);
+    let body = RequestKind::decode(api_key, &mut body_bytes, api_version).map_err(|error| {
         tracing::debug!(?api_key, api_version, %error, "request body does not parse");
         malformed(Malformed::Body)
     })?;
-    if !rest.is_empty() {
-        return Err(malformed(Malformed::TrailingBytes {
-            count: rest.len() as u64,
-        }));
+    if !body_bytes.is_empty() {
+        // The guard and the parser disagree about where the body ends: a schema bug, which
+        // must not be papered over by reading on from a different position.
+        tracing::debug!(
+            ?api_key,
+            api_version,
+            left = body_bytes.len(),
+            "parser stopped early"
+        );
+        return Err(malformed(Malformed::Body));
     }
     Ok(DecodedRequest {
         header,
         api_key,
         api_version,
         body,
+        trailing_bytes,
+        unknown_tagged_fields: shape.unknown_tagged_fields,
     })
 }
 

@@ -7,7 +7,7 @@ use crate::codec::{
 use crate::frame::{FrameDecoder, SOCKET_REQUEST_MAX_BYTES_DEFAULT};
 use crate::guard;
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseKind};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use proptest::prelude::*;
 
@@ -255,25 +255,88 @@ fn huge_array_count_is_rejected_not_allocated() {
     ));
 }
 
-/// Bytes after the body mean the client and we disagree about the schema; guessing would
-/// be worse than refusing.
+/// Kafka's parser reads a request's known fields and ignores whatever follows, so a client
+/// that appends bytes is served, not disconnected; the codec reports what it skipped.
 #[test]
-fn trailing_bytes_are_rejected() {
-    let request = sample_request(ApiKey::Metadata, 9);
-    let frame = encode_request(&header(ApiKey::Metadata, 9, 1), &request).expect("encodes");
-    let mut body = BytesMut::from(&unframe(&frame)[..]);
-    body.put_u8(0);
-    let error = decode_request(body.freeze()).expect_err("trailing byte");
-    assert!(
-        matches!(
-            error,
-            RequestError::Malformed {
-                reason: Malformed::TrailingBytes { count: 1 },
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+fn trailing_bytes_are_ignored_and_counted() {
+    for (api_key, version) in [
+        (ApiKey::Metadata, 9),
+        (ApiKey::Metadata, 1),
+        (ApiKey::Fetch, 11),
+    ] {
+        let request = sample_request(api_key, version);
+        let frame = encode_request(&header(api_key, version, 1), &request).expect("encodes");
+        let mut body = BytesMut::from(&unframe(&frame)[..]);
+        body.put_slice(&[0, 1, 2]);
+        let decoded = decode_request(body.freeze()).expect("trailing bytes are skipped");
+        assert_eq!(decoded.body, request, "{api_key:?} v{version}");
+        assert_eq!(decoded.trailing_bytes, 3);
+        assert_eq!(decoded.unknown_tagged_fields, 0);
+        assert!(decoded.had_ignored_content());
+    }
+}
+
+/// The all-topics Metadata v12 request librdkafka 2.16 (confluent-kafka 2.16.1) sends, byte for
+/// byte as captured on the wire: three bytes follow the body's tagged-field section. Every
+/// librdkafka client since 2.15 sends it on its second metadata request, so refusing it broke
+/// every producer and consumer built on current librdkafka.
+#[test]
+fn librdkafka_2_16_all_topics_metadata_v12_decodes() {
+    let captured = "0003000c00000003000772646b61666b610000000000010000";
+    let frame: Vec<u8> = (0..captured.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&captured[i..i + 2], 16).expect("hex"))
+        .collect();
+    let decoded = decode_request(Bytes::from(frame)).expect("decodes as Kafka does");
+    assert_eq!(decoded.api_key, ApiKey::Metadata);
+    assert_eq!(decoded.api_version, 12);
+    assert_eq!(decoded.header.correlation_id, 3);
+    assert_eq!(decoded.header.client_id.as_deref(), Some("rdkafka"));
+    let RequestKind::Metadata(request) = decoded.body else {
+        panic!("Metadata")
+    };
+    assert_eq!(request.topics, None, "null topics: every topic");
+    assert!(!request.allow_auto_topic_creation);
+    assert!(!request.include_topic_authorized_operations);
+    assert_eq!(decoded.trailing_bytes, 3);
+    // Its first metadata request (an empty topic list) carries nothing extra.
+    let first = "0003000c00000002000772646b61666b610001000000";
+    let frame: Vec<u8> = (0..first.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&first[i..i + 2], 16).expect("hex"))
+        .collect();
+    let decoded = decode_request(Bytes::from(frame)).expect("decodes");
+    assert!(!decoded.had_ignored_content());
+}
+
+/// Tagged fields with tags a version does not define are skipped by their declared size, as
+/// Kafka skips them (KIP-482), wherever a tagged-field section may appear.
+#[test]
+fn unknown_tagged_fields_are_ignored_and_counted() {
+    let request = sample_request(ApiKey::Metadata, 12);
+    let frame = encode_request(&header(ApiKey::Metadata, 12, 1), &request).expect("encodes");
+    let body = unframe(&frame);
+    // The body's own tagged-field section is its last byte (zero fields); replace it with two
+    // unknown fields (tags 90 and 91, three and zero bytes).
+    assert_eq!(body[body.len() - 1], 0);
+    let mut edited = BytesMut::from(&body[..body.len() - 1]);
+    edited.put_slice(&[2, 90, 3, 7, 7, 7, 91, 0]);
+    let decoded = decode_request(edited.freeze()).expect("unknown tags are skipped");
+    let RequestKind::Metadata(decoded_body) = decoded.body else {
+        panic!("Metadata")
+    };
+    assert_eq!(decoded_body.topics, request_topics(&request));
+    assert_eq!(decoded.unknown_tagged_fields, 2);
+    assert_eq!(decoded.trailing_bytes, 0);
+}
+
+fn request_topics(
+    request: &RequestKind,
+) -> Option<Vec<kafka_protocol::messages::metadata_request::MetadataRequestTopic>> {
+    match request {
+        RequestKind::Metadata(m) => m.topics.clone(),
+        _ => None,
+    }
 }
 
 /// A frame too short to carry the fixed header cannot be answered (no correlation id).
@@ -356,4 +419,39 @@ proptest! {
     fn random_frames_never_panic(frame in proptest::collection::vec(any::<u8>(), 0..128)) {
         let _ = decode_request(Bytes::from(frame));
     }
+}
+
+/// Each guard schema must describe exactly what `kafka-protocol` parses, at every advertised
+/// version: otherwise the guard would pass a body whose arrays it never bounded, refuse a valid
+/// one, or cut it short at a different place than the parser. Random bodies drawn from the
+/// schema (every array length 0–2, every known tagged field present or not, unknown tagged
+/// fields too) must decode through the broker's path, consume every byte, and encode back to
+/// exactly the bytes drawn.
+#[test]
+fn guard_schemas_match_the_parser_at_every_version() {
+    let mut rng = guard::generate::Rng(0x5eed_1095);
+    for api in SUPPORTED_APIS {
+        for version in api.min_version..=api.max_version {
+            let flexible = api.api_key.request_header_version(version) >= 2;
+            for round in 0..200 {
+                let unknown = if flexible { (round % 3) as u32 } else { 0 };
+                let body = guard::generate::body(api.api_key, version, &mut rng, unknown);
+                let frame = encode_with_header(api.api_key, version, &body);
+                let what = format!("{:?} v{version} body {}", api.api_key, hex(&body));
+                let decoded = decode_request(frame).unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(decoded.trailing_bytes, 0, "{what}");
+                assert_eq!(decoded.unknown_tagged_fields, unknown, "{what}");
+                let mut again = BytesMut::new();
+                decoded
+                    .body
+                    .encode(&mut again, version)
+                    .unwrap_or_else(|e| panic!("{what}: re-encode: {e}"));
+                assert_eq!(hex(&again), hex(&body), "{what}: re-encoded differently");
+            }
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -16,6 +16,7 @@ use seedlog_core::broker::{ConnectionId, RequestContext};
 use seedlog_net::kafka_protocol::messages::ResponseKind;
 use seedlog_net::{decode_request, encode_response, ErrorReply, FrameDecoder, ResponseContext};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -39,6 +40,33 @@ pub enum WriterMsg {
     Close,
 }
 
+/// Counters over every client connection, for the logs, tests and metrics.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Requests decoded and passed to the broker.
+    pub requests: AtomicU64,
+    /// Requests that carried bytes after their known fields or unknown tagged fields, which
+    /// were skipped as Kafka skips them.
+    pub requests_with_ignored_content: AtomicU64,
+    /// Bytes after requests' known fields, skipped.
+    pub trailing_bytes_ignored: AtomicU64,
+    /// Unknown tagged fields in requests, skipped.
+    pub tagged_fields_ignored: AtomicU64,
+    /// Requests the codec could not parse (the connection was answered or closed).
+    pub bad_requests: AtomicU64,
+}
+
+impl ClientStats {
+    /// A counter's current value.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    fn add(counter: &AtomicU64, amount: u64) {
+        counter.fetch_add(amount, Ordering::Relaxed);
+    }
+}
+
 /// Everything a new connection's tasks need besides the socket.
 pub struct Setup {
     /// The connection's id.
@@ -55,6 +83,8 @@ pub struct Setup {
     pub requests_max: u32,
     /// Flips to true when the node shuts down: stop reading.
     pub shutdown: watch::Receiver<bool>,
+    /// Counters shared by every connection.
+    pub stats: Arc<ClientStats>,
 }
 
 /// Starts the reader and writer tasks of an accepted connection.
@@ -62,27 +92,50 @@ pub fn spawn(stream: TcpStream, setup: Setup) {
     let _ = stream.set_nodelay(true);
     let (read_half, write_half) = stream.into_split();
     let permits = Arc::new(Semaphore::new(setup.requests_max as usize));
-    tokio::spawn(write_loop(write_half, setup.writer_rx, permits.clone()));
-    tokio::spawn(read_loop(
-        setup.id,
-        read_half,
-        setup.writer_tx,
-        setup.driver,
-        setup.frame_bytes_max,
+    let Setup {
+        id,
+        writer_tx,
+        writer_rx,
+        driver,
+        frame_bytes_max,
+        shutdown,
+        stats,
+        ..
+    } = setup;
+    tokio::spawn(write_loop(write_half, writer_rx, permits.clone()));
+    let reader = Reader {
+        id,
+        writer: writer_tx,
+        driver,
+        frame_bytes_max,
         permits,
-        setup.shutdown,
-    ));
+        shutdown,
+        stats,
+    };
+    tokio::spawn(read_loop(read_half, reader));
 }
 
-async fn read_loop(
+/// What the reader task owns besides the socket.
+struct Reader {
     id: ConnectionId,
-    mut socket: OwnedReadHalf,
     writer: mpsc::UnboundedSender<WriterMsg>,
     driver: mpsc::UnboundedSender<DriverEvent>,
     frame_bytes_max: u32,
     permits: Arc<Semaphore>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    shutdown: watch::Receiver<bool>,
+    stats: Arc<ClientStats>,
+}
+
+async fn read_loop(mut socket: OwnedReadHalf, reader: Reader) {
+    let Reader {
+        id,
+        writer,
+        driver,
+        frame_bytes_max,
+        permits,
+        mut shutdown,
+        stats,
+    } = reader;
     let mut decoder = FrameDecoder::new(frame_bytes_max);
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let reason = 'outer: loop {
@@ -106,7 +159,7 @@ async fn read_loop(
                     break 'outer "bad frame";
                 }
             };
-            if let Err(reason) = dispatch(id, frame, &writer, &driver, &permits).await {
+            if let Err(reason) = dispatch(id, frame, &writer, &driver, &permits, &stats).await {
                 break 'outer reason;
             }
         }
@@ -123,10 +176,12 @@ async fn dispatch(
     writer: &mpsc::UnboundedSender<WriterMsg>,
     driver: &mpsc::UnboundedSender<DriverEvent>,
     permits: &Semaphore,
+    stats: &ClientStats,
 ) -> Result<(), &'static str> {
     let request = match decode_request(frame) {
         Ok(request) => request,
         Err(error) => {
+            ClientStats::add(&stats.bad_requests, 1);
             tracing::debug!(connection = id, %error, "bad request");
             return match error.reply() {
                 ErrorReply::Respond(reply) => writer
@@ -136,6 +191,26 @@ async fn dispatch(
             };
         }
     };
+    ClientStats::add(&stats.requests, 1);
+    if request.had_ignored_content() {
+        ClientStats::add(&stats.requests_with_ignored_content, 1);
+        ClientStats::add(
+            &stats.trailing_bytes_ignored,
+            u64::from(request.trailing_bytes),
+        );
+        ClientStats::add(
+            &stats.tagged_fields_ignored,
+            u64::from(request.unknown_tagged_fields),
+        );
+        tracing::debug!(
+            connection = id,
+            api_key = ?request.api_key,
+            api_version = request.api_version,
+            trailing_bytes = request.trailing_bytes,
+            unknown_tagged_fields = request.unknown_tagged_fields,
+            "request carried content this version does not define; ignored as Kafka does"
+        );
+    }
     match permits.acquire().await {
         Ok(permit) => permit.forget(),
         Err(_) => return Err("writer gone"),

@@ -236,11 +236,13 @@ async fn serve(
     tracing::info!(node = node_id, listen = %config.listen, peers = ?peer_address, voters = ?config.cluster.voters, data = %config.data_dir.display(), policy = config.broker.flush_policy.name(), "seedlog node starting");
     announce_listening(announce, &config, local, peer_address);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let client_stats = Arc::new(conn::ClientStats::default());
     let acceptor = tokio::spawn(accept_loop(
         listener,
         events.clone(),
         config.clone(),
         shutdown_rx.clone(),
+        client_stats.clone(),
     ));
     tokio::spawn(forward_stop(stop, events.clone()));
     let clock = Clock::new();
@@ -302,7 +304,14 @@ async fn serve(
     if failed {
         anyhow::bail!("node {node_id} stopped on a fatal fault (see the log above)");
     }
-    tracing::info!(node = node_id, "seedlog node stopped cleanly");
+    let get = conn::ClientStats::get;
+    tracing::info!(
+        node = node_id,
+        requests = get(&client_stats.requests),
+        bad_requests = get(&client_stats.bad_requests),
+        requests_with_ignored_content = get(&client_stats.requests_with_ignored_content),
+        "seedlog node stopped cleanly"
+    );
     Ok(())
 }
 
@@ -543,6 +552,7 @@ async fn accept_loop(
     events: mpsc::UnboundedSender<DriverEvent>,
     config: ServerConfig,
     shutdown: watch::Receiver<bool>,
+    stats: Arc<conn::ClientStats>,
 ) {
     let mut next_id: ConnectionId = 1;
     loop {
@@ -576,6 +586,7 @@ async fn accept_loop(
             frame_bytes_max: config.request_bytes_max,
             requests_max: config.connection_requests_max,
             shutdown: shutdown.clone(),
+            stats: stats.clone(),
         };
         conn::spawn(stream, setup);
     }

@@ -226,6 +226,15 @@ impl ClusterSim {
             };
             match seedlog_net::decode_request(frame) {
                 Ok(request) => {
+                    if request.had_ignored_content() {
+                        // The sim's clients encode with the broker's own schemas: content the
+                        // codec had to skip means the two disagree.
+                        self.checks.violation(format!(
+                            "node {id} skipped {} trailing bytes and {} unknown tagged fields \
+                             of a {:?} request",
+                            request.trailing_bytes, request.unknown_tagged_fields, request.api_key
+                        ));
+                    }
                     let context = RequestContext {
                         api_key: request.api_key,
                         api_version: request.api_version,
