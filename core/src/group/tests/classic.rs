@@ -817,3 +817,23 @@ fn loading_skips_what_it_cannot_read() {
     }));
     assert_eq!(h.c.committed_offsets(&ours).unwrap().len(), 1);
 }
+
+// Requests held at once are bounded: past GROUP_REQUESTS_IN_FLIGHT_MAX a request is answered
+// COORDINATOR_NOT_AVAILABLE at once instead of being queued (here the held requests are
+// commits waiting for the ISR; parked joins count the same way).
+#[test]
+fn requests_in_flight_are_bounded() {
+    let mut h = Harness::new(config());
+    h.auto_ack = false;
+    let held: Vec<Token> = (0..crate::constants::GROUP_REQUESTS_IN_FLIGHT_MAX as i32)
+        .map(|p| h.commit(7, "g", -1, "", &[("t", p, 1)]))
+        .collect();
+    assert!(held.iter().all(|t| !h.answered(*t)));
+    assert_eq!(
+        h.heartbeat("other", 1, "m", None),
+        GroupError::CoordinatorNotAvailable.code()
+    );
+    h.ack_all();
+    assert!(held.iter().all(|t| h.answered(*t)));
+    assert_eq!(h.heartbeat("other", 1, "m", None), UNKNOWN_MEMBER_ID);
+}

@@ -332,3 +332,24 @@ fn offsets_survive_a_coordinator_move() {
     let commit = h.commit(7, "g", generation, &member, &[("t", 0, 10)]);
     assert_eq!(h.commit_codes(commit), vec![NONE]);
 }
+
+// Offsets per group are bounded: a commit of a new partition past GROUP_OFFSETS_MAX is refused
+// with INVALID_COMMIT_OFFSET_SIZE, while partitions the group already has still commit.
+#[test]
+fn offsets_per_group_are_bounded() {
+    let mut h = Harness::new(config());
+    let batch = crate::constants::GROUP_REQUEST_PARTITIONS_MAX as i32;
+    let max = crate::constants::GROUP_OFFSETS_MAX as i32;
+    for start in (0..max).step_by(batch as usize) {
+        let offsets: Vec<(&str, i32, i64)> = (start..start + batch).map(|p| ("t", p, 1)).collect();
+        let commit = h.commit(7, "g", -1, "", &offsets);
+        assert!(h.commit_codes(commit).iter().all(|c| *c == NONE));
+    }
+    let commit = h.commit(7, "g", -1, "", &[("t", max, 1), ("t", 0, 2)]);
+    let codes = h.commit_codes(commit);
+    assert_eq!(
+        codes,
+        vec![GroupError::InvalidCommitOffsetSize.code(), NONE]
+    );
+    assert_eq!(h.fetch("g", "t", 0, false).map(|a| a.0), Ok(2));
+}

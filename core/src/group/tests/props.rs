@@ -9,9 +9,15 @@
 
 use super::consumer::{answer_of, Beat};
 use super::*;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::protocol::StrBytes;
 use proptest::prelude::*;
 
 const NONE: i16 = 0;
@@ -767,4 +773,497 @@ fn same_inputs_same_outputs() {
         )
     };
     assert_eq!(trace(), trace());
+}
+
+// ---- arbitrary requests ----
+
+/// A request with fields drawn from small sets, so requests often meet each other's groups
+/// and members, and often make no sense.
+#[derive(Clone, Debug)]
+enum Wild {
+    Join {
+        version: i16,
+        group: u8,
+        member: u8,
+        instance: u8,
+        session: i32,
+        rebalance: i32,
+        protocols: u8,
+        kind: u8,
+    },
+    Sync {
+        version: i16,
+        group: u8,
+        member: u8,
+        generation: i32,
+        assign: u8,
+    },
+    Heartbeat {
+        version: i16,
+        group: u8,
+        member: u8,
+        generation: i32,
+        instance: u8,
+    },
+    Leave {
+        version: i16,
+        group: u8,
+        members: Vec<(u8, u8)>,
+    },
+    Commit {
+        version: i16,
+        group: u8,
+        member: u8,
+        generation: i32,
+        partition: i32,
+        metadata: usize,
+    },
+    Fetch {
+        version: i16,
+        group: u8,
+        all: bool,
+        stable: bool,
+    },
+    List {
+        version: i16,
+        filter: u8,
+    },
+    Describe {
+        version: i16,
+        group: u8,
+    },
+    Delete {
+        version: i16,
+        group: u8,
+    },
+    OffsetDelete {
+        group: u8,
+        topic: u8,
+    },
+    Beat {
+        version: i16,
+        group: u8,
+        member: u8,
+        epoch: i32,
+        instance: u8,
+        topics: u8,
+        owned: Vec<i32>,
+        assignor: u8,
+    },
+    ConsumerDescribe {
+        version: i16,
+        group: u8,
+    },
+    World(World),
+}
+
+fn wild() -> impl Strategy<Value = Wild> {
+    let small = || 0u8..4;
+    prop_oneof![
+        (
+            0i16..=9,
+            small(),
+            small(),
+            small(),
+            prop::sample::select(vec![1_000, 6_000, 10_000, 60_000, 2_000_000]),
+            prop::sample::select(vec![-1, 0, 5_000, 30_000]),
+            small(),
+            small()
+        )
+            .prop_map(
+                |(version, group, member, instance, session, rebalance, protocols, kind)| {
+                    Wild::Join {
+                        version,
+                        group,
+                        member,
+                        instance,
+                        session,
+                        rebalance,
+                        protocols,
+                        kind,
+                    }
+                }
+            ),
+        (0i16..=5, small(), small(), -1i32..4, small()).prop_map(
+            |(version, group, member, generation, assign)| Wild::Sync {
+                version,
+                group,
+                member,
+                generation,
+                assign
+            }
+        ),
+        (0i16..=4, small(), small(), -1i32..4, small()).prop_map(
+            |(version, group, member, generation, instance)| Wild::Heartbeat {
+                version,
+                group,
+                member,
+                generation,
+                instance
+            }
+        ),
+        (
+            0i16..=5,
+            small(),
+            prop::collection::vec((small(), small()), 0..3)
+        )
+            .prop_map(|(version, group, members)| Wild::Leave {
+                version,
+                group,
+                members
+            }),
+        (
+            2i16..=9,
+            small(),
+            small(),
+            -1i32..4,
+            -1i32..3,
+            prop::sample::select(vec![0usize, 10, 5_000])
+        )
+            .prop_map(
+                |(version, group, member, generation, partition, metadata)| Wild::Commit {
+                    version,
+                    group,
+                    member,
+                    generation,
+                    partition,
+                    metadata
+                }
+            ),
+        (1i16..=9, small(), any::<bool>(), any::<bool>()).prop_map(
+            |(version, group, all, stable)| Wild::Fetch {
+                version,
+                group,
+                all,
+                stable
+            }
+        ),
+        (0i16..=5, small()).prop_map(|(version, filter)| Wild::List { version, filter }),
+        (0i16..=6, small()).prop_map(|(version, group)| Wild::Describe { version, group }),
+        (0i16..=2, small()).prop_map(|(version, group)| Wild::Delete { version, group }),
+        (small(), small()).prop_map(|(group, topic)| Wild::OffsetDelete { group, topic }),
+        (
+            0i16..=1,
+            small(),
+            small(),
+            -3i32..4,
+            small(),
+            small(),
+            prop::collection::vec(-1i32..5, 0..3),
+            small()
+        )
+            .prop_map(
+                |(version, group, member, epoch, instance, topics, owned, assignor)| Wild::Beat {
+                    version,
+                    group,
+                    member,
+                    epoch,
+                    instance,
+                    topics,
+                    owned,
+                    assignor
+                }
+            ),
+        (0i16..=1, small()).prop_map(|(version, group)| Wild::ConsumerDescribe { version, group }),
+        world().prop_map(Wild::World),
+    ]
+}
+
+/// Group ids: three valid, one empty.
+fn wild_group(i: u8) -> &'static str {
+    ["a", "b", "c", ""][usize::from(i) % 4]
+}
+
+struct WildRun {
+    h: Harness,
+    /// Member ids the coordinator handed out, to come back with.
+    members: Vec<String>,
+    sent: BTreeSet<Token>,
+}
+
+impl WildRun {
+    fn member(&self, i: u8) -> String {
+        match i {
+            0 => String::new(),
+            1 => "stranger".to_owned(),
+            _ => self
+                .members
+                .get(usize::from(i) % self.members.len().max(1))
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn instance(i: u8) -> Option<StrBytes> {
+        [None, Some("i1"), Some("i2"), Some("")][usize::from(i) % 4].map(sb)
+    }
+
+    fn send(&mut self, version: i16, body: GroupRequestBody) {
+        let token = self.h.send(version, body);
+        self.sent.insert(token);
+    }
+
+    fn apply(&mut self, op: &Wild) {
+        match op.clone() {
+            Wild::Join {
+                version,
+                group,
+                member,
+                instance,
+                session,
+                rebalance,
+                protocols,
+                kind,
+            } => {
+                let names: &[(&str, &[u8])] = match protocols % 4 {
+                    0 => &[],
+                    1 => &[("range", b"x")],
+                    2 => &[("rr", b"y")],
+                    _ => &[("range", b"x"), ("rr", b"z")],
+                };
+                let spec = JoinSpec {
+                    instance: None,
+                    protocols: names
+                        .iter()
+                        .map(|(n, m)| (*n, Bytes::copy_from_slice(m)))
+                        .collect(),
+                    session_ms: session,
+                    rebalance_ms: rebalance,
+                    ..JoinSpec::new(wild_group(group), "")
+                };
+                let request = spec
+                    .request()
+                    .with_member_id(sb(&self.member(member)))
+                    .with_group_instance_id(if version >= 5 {
+                        Self::instance(instance)
+                    } else {
+                        None
+                    })
+                    .with_protocol_type(sb(
+                        ["consumer", "connect", "", "consumer"][usize::from(kind) % 4]
+                    ));
+                self.send(version, GroupRequestBody::JoinGroup(request));
+            }
+            Wild::Sync {
+                version,
+                group,
+                member,
+                generation,
+                assign,
+            } => {
+                let assignments = (0..assign)
+                    .map(|i| {
+                        SyncGroupRequestAssignment::default()
+                            .with_member_id(sb(&self.member(i)))
+                            .with_assignment(Bytes::from_static(b"a"))
+                    })
+                    .collect();
+                let request = SyncGroupRequest::default()
+                    .with_group_id(gid(wild_group(group)))
+                    .with_generation_id(generation)
+                    .with_member_id(sb(&self.member(member)))
+                    .with_assignments(assignments);
+                self.send(version, GroupRequestBody::SyncGroup(request));
+            }
+            Wild::Heartbeat {
+                version,
+                group,
+                member,
+                generation,
+                instance,
+            } => {
+                let request = HeartbeatRequest::default()
+                    .with_group_id(gid(wild_group(group)))
+                    .with_generation_id(generation)
+                    .with_member_id(sb(&self.member(member)))
+                    .with_group_instance_id(if version >= 3 {
+                        Self::instance(instance)
+                    } else {
+                        None
+                    });
+                self.send(version, GroupRequestBody::Heartbeat(request));
+            }
+            Wild::Leave {
+                version,
+                group,
+                members,
+            } => {
+                let mut request =
+                    LeaveGroupRequest::default().with_group_id(gid(wild_group(group)));
+                if version >= 3 {
+                    request.members = members
+                        .iter()
+                        .map(|(m, i)| {
+                            MemberIdentity::default()
+                                .with_member_id(sb(&self.member(*m)))
+                                .with_group_instance_id(Self::instance(*i))
+                        })
+                        .collect();
+                } else {
+                    request.member_id = sb(&self.member(members.first().map_or(0, |m| m.0)));
+                }
+                self.send(version, GroupRequestBody::LeaveGroup(request));
+            }
+            Wild::Commit {
+                version,
+                group,
+                member,
+                generation,
+                partition,
+                metadata,
+            } => {
+                let p = OffsetCommitRequestPartition::default()
+                    .with_partition_index(partition)
+                    .with_committed_offset(7)
+                    .with_committed_metadata(Some(StrBytes::from_string("m".repeat(metadata))));
+                let request = OffsetCommitRequest::default()
+                    .with_group_id(gid(wild_group(group)))
+                    .with_generation_id_or_member_epoch(generation)
+                    .with_member_id(sb(&self.member(member)))
+                    .with_topics(vec![OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(sb("t")))
+                        .with_partitions(vec![p])]);
+                self.send(version, GroupRequestBody::OffsetCommit(request));
+            }
+            Wild::Fetch {
+                version,
+                group,
+                all,
+                stable,
+            } => {
+                let group = gid(wild_group(group));
+                let mut request = OffsetFetchRequest::default();
+                if version >= 8 {
+                    let topics = (!all).then(|| {
+                        vec![OffsetFetchRequestTopics::default()
+                            .with_name(TopicName(sb("t")))
+                            .with_partition_indexes(vec![0, 1])]
+                    });
+                    request.groups = vec![OffsetFetchRequestGroup::default()
+                        .with_group_id(group)
+                        .with_topics(topics)];
+                } else {
+                    request.group_id = group;
+                    request.topics = (!all || version < 2).then(|| {
+                        vec![OffsetFetchRequestTopic::default()
+                            .with_name(TopicName(sb("t")))
+                            .with_partition_indexes(vec![0])]
+                    });
+                }
+                request.require_stable = stable && version >= 7;
+                self.send(version, GroupRequestBody::OffsetFetch(request));
+            }
+            Wild::List { version, filter } => {
+                let mut request = ListGroupsRequest::default();
+                if version >= 4 && filter % 2 == 1 {
+                    request.states_filter = vec![sb("stable"), sb("Empty")];
+                }
+                if version >= 5 && filter >= 2 {
+                    request.types_filter = vec![sb("consumer")];
+                }
+                self.send(version, GroupRequestBody::ListGroups(request));
+            }
+            Wild::Describe { version, group } => {
+                let request = DescribeGroupsRequest::default()
+                    .with_groups(vec![gid(wild_group(group)), gid("a")]);
+                self.send(version, GroupRequestBody::DescribeGroups(request));
+            }
+            Wild::Delete { version, group } => {
+                let request = DeleteGroupsRequest::default()
+                    .with_groups_names(vec![gid(wild_group(group)), gid("b")]);
+                self.send(version, GroupRequestBody::DeleteGroups(request));
+            }
+            Wild::OffsetDelete { group, topic } => {
+                let topic = kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic::default()
+                    .with_name(TopicName(sb(["t", "u", "", "t"][usize::from(topic) % 4])))
+                    .with_partitions(vec![kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestPartition::default()]);
+                let request = OffsetDeleteRequest::default()
+                    .with_group_id(gid(wild_group(group)))
+                    .with_topics(vec![topic]);
+                self.send(0, GroupRequestBody::OffsetDelete(request));
+            }
+            Wild::Beat {
+                version,
+                group,
+                member,
+                epoch,
+                instance,
+                topics,
+                owned,
+                assignor,
+            } => {
+                let names: Option<&[&str]> =
+                    [None, Some(&["t"][..]), Some(&["t", "u"][..]), Some(&[][..])]
+                        [usize::from(topics) % 4];
+                let owned = (!owned.is_empty())
+                    .then(|| Assignment::from([(topic_id(1), owned.iter().copied().collect())]));
+                let member = self.member(member);
+                let beat = Beat {
+                    group: wild_group(group),
+                    member: &member,
+                    epoch,
+                    instance: [None, Some("i1"), Some("i2"), Some("")][usize::from(instance) % 4],
+                    topics: names,
+                    owned: owned.or_else(|| (epoch == 0).then(Assignment::new)),
+                    rebalance_ms: if epoch == 0 { 30_000 } else { -1 },
+                    assignor: [None, Some("uniform"), Some("range"), Some("sticky")]
+                        [usize::from(assignor) % 4],
+                };
+                self.send(
+                    version,
+                    GroupRequestBody::ConsumerGroupHeartbeat(beat.request()),
+                );
+            }
+            Wild::ConsumerDescribe { version, group } => {
+                let request = ConsumerGroupDescribeRequest::default()
+                    .with_group_ids(vec![gid(wild_group(group))]);
+                self.send(version, GroupRequestBody::ConsumerGroupDescribe(request));
+            }
+            Wild::World(w) => self.h.world(&w),
+        }
+        self.harvest();
+    }
+
+    /// Remembers member ids the answers hand out.
+    fn harvest(&mut self) {
+        for body in self.h.answers.values() {
+            let id = match body {
+                ResponseKind::JoinGroup(r) => Some(r.member_id.as_str().to_owned()),
+                ResponseKind::ConsumerGroupHeartbeat(r) => {
+                    r.member_id.as_ref().map(|m| m.as_str().to_owned())
+                }
+                _ => None,
+            };
+            if let Some(id) = id.filter(|id| !id.is_empty() && !self.members.contains(id)) {
+                self.members.push(id);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    // Requests of every group API, at every version, with fields that often make no sense,
+    // mixed with failing appends, time jumps and coordinator moves: the coordinator must never
+    // panic (its invariants run after every input), must answer every request exactly once
+    // (the harness asserts the once), each answer must encode at its request's version, and
+    // once faults stop nothing may stay parked for ever.
+    #[test]
+    fn arbitrary_requests_never_panic_and_are_all_answered(
+        ops in proptest::collection::vec(wild(), 1..60),
+    ) {
+        let mut run = WildRun { h: Harness::new(config()), members: Vec::new(), sent: BTreeSet::new() };
+        run.h.topics(&[("t", 1, 3), ("u", 2, 1)]);
+        for op in &ops {
+            run.apply(op);
+        }
+        run.h.calm();
+        for _ in 0..40 {
+            run.h.advance(30_000);
+        }
+        let answered: BTreeSet<Token> = run.h.answers.keys().copied().collect();
+        let missing: Vec<&Token> = run.sent.difference(&answered).collect();
+        prop_assert!(missing.is_empty(), "never answered: {:?}", missing);
+    }
 }
