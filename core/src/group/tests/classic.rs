@@ -837,3 +837,57 @@ fn requests_in_flight_are_bounded() {
     assert!(held.iter().all(|t| h.answered(*t)));
     assert_eq!(h.heartbeat("other", 1, "m", None), UNKNOWN_MEMBER_ID);
 }
+
+// Loading may come in chunks; requests wait (COORDINATOR_LOAD_IN_PROGRESS) until the last one.
+// A Loaded for an earlier leadership is ignored, and so is a repeated BecameLeader.
+#[test]
+fn chunked_and_stale_loads() {
+    let mut h = Harness::new(config());
+    for offset in [1, 2] {
+        let commit = h.commit(7, "g", -1, "", &[("t", 0, offset)]);
+        h.commit_codes(commit);
+    }
+    let log = h.log[&0].clone();
+    h.resign(0);
+    h.input(GroupInput::BecameLeader {
+        partition: 0,
+        leader_epoch: 5,
+    });
+    let stale = GroupInput::Loaded {
+        partition: 0,
+        leader_epoch: 4,
+        records: Vec::new(),
+        complete: true,
+    };
+    h.input(stale);
+    assert_eq!(
+        h.fetch("g", "t", 0, false),
+        Err(GroupError::CoordinatorLoadInProgress.code())
+    );
+    let first = GroupInput::Loaded {
+        partition: 0,
+        leader_epoch: 5,
+        records: log[..1].to_vec(),
+        complete: false,
+    };
+    h.input(first);
+    assert_eq!(
+        h.fetch("g", "t", 0, false),
+        Err(GroupError::CoordinatorLoadInProgress.code())
+    );
+    let rest = GroupInput::Loaded {
+        partition: 0,
+        leader_epoch: 5,
+        records: log[1..].to_vec(),
+        complete: true,
+    };
+    h.input(rest);
+    assert_eq!(h.fetch("g", "t", 0, false).map(|a| a.0), Ok(2));
+    let loads = h.loads.len();
+    h.input(GroupInput::BecameLeader {
+        partition: 0,
+        leader_epoch: 5,
+    });
+    assert_eq!(h.loads.len(), loads, "a repeat does not reload");
+    assert!(h.c.is_serving(0));
+}
