@@ -147,3 +147,58 @@ pub const HEARTBEATS_UNANSWERED_BEFORE_PROBE: u32 = 3;
 pub const ADMISSION_HEARTBEAT_INTERVAL_MS: u64 = 100;
 /// Most messages a node may queue to itself in one step (its broker to its own controller).
 pub const LOCAL_MESSAGES_MAX: usize = 1024;
+
+// Group coordinator limits and defaults (core/src/group). A client that would push past a limit
+// is answered with the Kafka error code Kafka would give for the nearest condition; internal
+// queues assert.
+
+/// `offsets.topic.num.partitions` default: partitions of `__consumer_offsets`.
+pub const OFFSETS_TOPIC_PARTITIONS_DEFAULT: i32 = 50;
+/// Most partitions `__consumer_offsets` may have.
+pub const OFFSETS_TOPIC_PARTITIONS_MAX: i32 = 1_000;
+/// Most groups one coordinator holds across its partitions; a request that would create one
+/// more is answered COORDINATOR_NOT_AVAILABLE (retriable: empty groups expire).
+pub const GROUPS_MAX: usize = 100_000;
+/// Hard upper bound on `group.max.size` and `group.consumer.max.size` (Kafka's default is
+/// unbounded); a member beyond it is refused with GROUP_MAX_SIZE_REACHED.
+pub const GROUP_MEMBERS_MAX: usize = 4_096;
+/// Classic members given an id with MEMBER_ID_REQUIRED and not yet joined with it, per group;
+/// more are refused with GROUP_MAX_SIZE_REACHED.
+pub const GROUP_PENDING_MEMBERS_MAX: usize = GROUP_MEMBERS_MAX;
+/// Most committed offsets (topic partitions) one group holds; a commit of a new partition
+/// beyond it is refused with INVALID_COMMIT_OFFSET_SIZE.
+pub const GROUP_OFFSETS_MAX: usize = 100_000;
+/// Most bytes of protocol metadata and assignments one classic group holds (about the size of
+/// its GroupMetadataValue record); a join that would pass it is refused with
+/// GROUP_MAX_SIZE_REACHED, an assignment that would pass it fails like a too-large append.
+pub const GROUP_METADATA_BYTES_MAX: usize = 1024 * 1024;
+/// Longest group id, member id, instance id, client id, rack id or protocol name the
+/// coordinator keeps; longer ones are refused (INVALID_GROUP_ID for the group id, else
+/// INVALID_REQUEST).
+pub const GROUP_STRING_BYTES_MAX: usize = 4_096;
+/// Default `offset.metadata.max.bytes` (Kafka's default).
+pub const OFFSET_METADATA_BYTES_DEFAULT: u32 = 4_096;
+/// Hard upper bound on `offset.metadata.max.bytes`.
+pub const OFFSET_METADATA_BYTES_LIMIT: u32 = 64 * 1024;
+/// Most partitions one OffsetCommit, OffsetFetch or OffsetDelete request may name.
+pub const GROUP_REQUEST_PARTITIONS_MAX: usize = 10_000;
+/// Most groups one DescribeGroups, DeleteGroups, OffsetFetch or ConsumerGroupDescribe request
+/// may name, and most members one LeaveGroup may name.
+pub const GROUP_REQUEST_GROUPS_MAX: usize = 10_000;
+/// Client requests the coordinator holds at once (parked joins and syncs, answers waiting for
+/// their append); more are answered COORDINATOR_NOT_AVAILABLE at once.
+pub const GROUP_REQUESTS_IN_FLIGHT_MAX: usize = 16_384;
+/// Appends to `__consumer_offsets` in flight; a client request needing one more is answered
+/// COORDINATOR_NOT_AVAILABLE, background work (expiry) waits for the next check.
+pub const GROUP_APPENDS_IN_FLIGHT_MAX: usize = 16_384;
+/// Most topics the coordinator keeps metadata for (for the server-side assignors).
+pub const GROUP_TOPICS_MAX: usize = TOPICS_MAX;
+
+const _: () = assert!(OFFSETS_TOPIC_PARTITIONS_DEFAULT <= OFFSETS_TOPIC_PARTITIONS_MAX);
+const _: () = assert!(GROUP_PENDING_MEMBERS_MAX <= GROUP_MEMBERS_MAX);
+const _: () = assert!(OFFSET_METADATA_BYTES_DEFAULT <= OFFSET_METADATA_BYTES_LIMIT);
+const _: () = assert!((OFFSET_METADATA_BYTES_LIMIT as usize) < GROUP_METADATA_BYTES_MAX);
+// Every member of a full group may park one JoinGroup and one SyncGroup at once.
+const _: () = assert!(2 * GROUP_MEMBERS_MAX <= GROUP_REQUESTS_IN_FLIGHT_MAX);
+const _: () = assert!(GROUP_REQUESTS_IN_FLIGHT_MAX <= GROUP_APPENDS_IN_FLIGHT_MAX);
+const _: () = assert!(GROUP_STRING_BYTES_MAX <= i16::MAX as usize);

@@ -16,6 +16,7 @@ pub mod broker;
 pub mod canary;
 pub mod cluster;
 pub mod constants;
+pub mod group;
 pub mod io;
 pub mod log;
 pub mod raft;
