@@ -64,6 +64,10 @@ pub const METADATA_FILE_BYTES_MAX: u32 = 64 * 1024 * 1024;
 /// How often a broker reads its only registry slot again when it does not decode, before
 /// taking it for a first write torn by a crash.
 pub const REGISTRY_REREADS_MAX: u32 = 2;
+/// Topic creations Metadata requests started (`auto.create.topics.enable`) and not yet seen in
+/// the image; beyond this, a Metadata request for another unknown topic answers
+/// LEADER_NOT_AVAILABLE without starting one, and the client retries.
+pub const AUTO_CREATES_PENDING_MAX: usize = 1024;
 /// Longest a fetch may wait for data (`max_wait_ms` is clamped to this).
 pub const FETCH_WAIT_MAX_MS: i32 = 60_000;
 

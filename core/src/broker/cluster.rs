@@ -12,7 +12,7 @@ use super::errors;
 use super::{Broker, BrokerEvent, BrokerOutput, PeerTarget, Token, Work};
 use crate::cluster::metadata::MetadataImage;
 use crate::cluster::peer::{PeerMessage, TopicResult, TopicSpec};
-use crate::constants::REQUEST_TOPICS_MAX;
+use crate::constants::{AUTO_CREATES_PENDING_MAX, REQUEST_TOPICS_MAX};
 use crate::raft::NodeId;
 use crate::time::Instant;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
@@ -46,6 +46,21 @@ pub(super) struct ForwardState {
     resend: bool,
 }
 
+/// Auto-created topics are sent to the controller under request tags with this bit set, so
+/// their answers are never taken for a client request's.
+const AUTO_CREATE_TAG: u64 = 1 << 63;
+
+/// A topic creation a Metadata request started.
+#[derive(Debug)]
+pub(super) struct AutoCreate {
+    /// The tag the creation was sent under.
+    tag: u64,
+    /// When it was sent; it is sent again only after `admin_timeout`.
+    sent_at: Instant,
+    /// The controller's refusal, shown to the next Metadata request for the topic.
+    refused: Option<i16>,
+}
+
 fn s(value: impl Into<String>) -> StrBytes {
     StrBytes::from_string(value.into())
 }
@@ -77,9 +92,7 @@ impl Broker {
 
     /// Whether the image shows this very process registered and unfenced.
     pub(super) fn image_lists_me(&self) -> bool {
-        let Some(replication) = self.replication() else {
-            return false;
-        };
+        let replication = self.replication();
         self.image.as_ref().is_some_and(|image| {
             image
                 .brokers
@@ -238,6 +251,73 @@ impl Broker {
         self.forwards.insert(token);
     }
 
+    /// Starts creating `name` with the defaults (`num.partitions`,
+    /// `default.replication.factor`) for a Metadata request, unless a creation is already on
+    /// its way, and returns the error the request reports for it meanwhile: LEADER_NOT_AVAILABLE
+    /// (retry) while it is being created, or the controller's refusal, once, as Kafka's
+    /// `AutoTopicCreationManager` reports it.
+    pub(super) fn auto_create_topic(&mut self, now: Instant, name: &str) -> i16 {
+        let timeout = self.config.admin_timeout;
+        if let Some(pending) = self.auto_creates.get_mut(name) {
+            if let Some(error) = pending.refused.take() {
+                self.auto_creates.remove(name);
+                return error;
+            }
+            if now < pending.sent_at + timeout {
+                return errors::LEADER_NOT_AVAILABLE;
+            }
+        }
+        if self.auto_creates.len() >= AUTO_CREATES_PENDING_MAX {
+            // Every slot is taken by creations in flight: the client retries.
+            return errors::LEADER_NOT_AVAILABLE;
+        }
+        let tag = AUTO_CREATE_TAG | self.next_token;
+        self.next_token += 1;
+        let spec = TopicSpec {
+            name: name.to_owned(),
+            partitions: -1,
+            replication_factor: -1,
+            assignments: Vec::new(),
+            configs: BTreeMap::new(),
+            validate_only: false,
+        };
+        let message = PeerMessage::CreateTopics {
+            request: tag,
+            topics: vec![spec],
+        };
+        self.send_peer_controller(message);
+        let pending = AutoCreate {
+            tag,
+            sent_at: now,
+            refused: None,
+        };
+        self.auto_creates.insert(name.to_owned(), pending);
+        errors::LEADER_NOT_AVAILABLE
+    }
+
+    /// The controller answered an auto-creation: a created topic arrives with the image; a
+    /// refusal is kept for the next Metadata request to report.
+    fn on_auto_create_response(&mut self, tag: u64, results: &[TopicResult]) {
+        for result in results {
+            let Some(pending) = self.auto_creates.get_mut(&result.name) else {
+                continue;
+            };
+            if pending.tag != tag {
+                continue;
+            }
+            match result.error {
+                errors::NONE | errors::TOPIC_ALREADY_EXISTS => {
+                    self.auto_creates.remove(&result.name);
+                }
+                // Not yet elected: the next Metadata request sends it again.
+                errors::NOT_CONTROLLER | errors::REQUEST_TIMED_OUT => {
+                    pending.sent_at = Instant::ZERO;
+                }
+                error => pending.refused = Some(error),
+            }
+        }
+    }
+
     /// The controller answered a forwarded request.
     pub(super) fn on_topics_response(
         &mut self,
@@ -246,6 +326,9 @@ impl Broker {
         results: Vec<TopicResult>,
         metadata_offset: u64,
     ) {
+        if request & AUTO_CREATE_TAG != 0 {
+            return self.on_auto_create_response(request, &results);
+        }
         if let Some(Work::Forwarded(state)) = self.requests.get_mut(&request).map(|r| &mut r.work) {
             let not_controller =
                 !results.is_empty() && results.iter().all(|r| r.error == errors::NOT_CONTROLLER);

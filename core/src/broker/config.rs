@@ -10,7 +10,6 @@
 //! (`cleanup.policy=compact`, `message.timestamp.type=LogAppendTime`, compression other than
 //! `producer`) is refused with a message that says so, rather than accepted and ignored.
 
-use super::replica::ReplicationConfig;
 use crate::constants::{
     BATCH_BYTES_MAX_DEFAULT, BATCH_BYTES_MAX_LIMIT, INDEX_INTERVAL_BYTES_DEFAULT,
     RETENTION_CHECK_INTERVAL_MS_DEFAULT, SEGMENT_AGE_MAX_MS_DEFAULT, SEGMENT_BYTES_MAX_DEFAULT,
@@ -87,9 +86,6 @@ pub struct BrokerConfig {
     pub api_versions: Vec<ApiRange>,
     /// Driver settings shown by DescribeConfigs for the broker (`listeners`, `log.dirs`, ...).
     pub driver_settings: Vec<(String, String)>,
-    /// Part of a cluster: replicate partitions and take topics from the controller's image.
-    /// `None`: a single broker that is its own controller.
-    pub replication: Option<ReplicationConfig>,
     /// How long a forwarded CreateTopics/DeleteTopics waits for the controller.
     pub admin_timeout: Duration,
 }
@@ -109,7 +105,6 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: RETENTION_CHECK_INTERVAL_MS_DEFAULT,
             api_versions: Vec::new(),
             driver_settings: Vec::new(),
-            replication: None,
             admin_timeout: Duration::from_millis(30_000),
         }
     }

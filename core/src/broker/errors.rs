@@ -21,10 +21,6 @@ pub(super) const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
 pub(super) const INVALID_REQUIRED_ACKS: i16 = 21;
 pub(super) const UNSUPPORTED_VERSION: i16 = 35;
 pub(super) const TOPIC_ALREADY_EXISTS: i16 = 36;
-pub(super) const INVALID_PARTITIONS: i16 = 37;
-pub(super) const INVALID_REPLICATION_FACTOR: i16 = 38;
-pub(super) const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
-pub(super) const INVALID_CONFIG: i16 = 40;
 pub(super) const NOT_CONTROLLER: i16 = 41;
 pub(super) const INVALID_REQUEST: i16 = 42;
 pub(super) const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
@@ -34,7 +30,6 @@ pub(super) const FENCED_LEADER_EPOCH: i16 = 74;
 pub(super) const UNKNOWN_LEADER_EPOCH: i16 = 75;
 pub(super) const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
 pub(super) const INVALID_RECORD: i16 = 87;
-pub(super) const UNKNOWN_TOPIC_ID: i16 = 100;
 
 /// The code for a batch a producer sent that the log refused, as Kafka's LogValidator maps it.
 pub(super) fn batch_error_code(error: &BatchError) -> i16 {

@@ -23,12 +23,9 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
-use kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
 use kafka_protocol::messages::{
     ApiVersionsResponse, BrokerId, DescribeClusterRequest, DescribeClusterResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, MetadataRequest, MetadataResponse, TopicName,
+    DescribeConfigsRequest, DescribeConfigsResponse, MetadataRequest, MetadataResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use std::collections::BTreeMap;
@@ -62,124 +59,41 @@ impl Broker {
         ApiVersionsResponse::default().with_api_keys(api_keys)
     }
 
-    fn brokers(&self) -> (BrokerId, StrBytes, i32) {
-        (
-            BrokerId(self.config.node_id),
-            s(self.config.advertised_host.clone()),
-            self.config.advertised_port,
-        )
-    }
-
     pub(super) fn on_metadata(
         &mut self,
         now: Instant,
         request: MetadataRequest,
         version: i16,
     ) -> MetadataResponse {
+        // Before v4 a request could not say, and Kafka created; from v4 the client says.
         let allow_create = version < 4 || request.allow_auto_topic_creation;
-        if self.replication().is_some() {
-            let names = request.topics.map(|topics| {
+        let names: Option<Vec<String>> = match request.topics {
+            // Before v1 an empty list meant "all topics"; from v1 null does.
+            Some(topics) if version == 0 && topics.is_empty() => None,
+            Some(topics) => Some(
                 topics
                     .into_iter()
                     .take(REQUEST_TOPICS_MAX)
                     .filter_map(|t| t.name.map(|n| n.0.to_string()))
-                    .collect()
-            });
-            return self.cluster_metadata(names, version);
-        }
-        let names: Vec<String> = match request.topics {
-            // Before v1 an empty list meant "all"; we serve v1+, where null does.
-            None => self.topics.keys().cloned().collect(),
-            Some(topics) => topics
-                .into_iter()
-                .take(REQUEST_TOPICS_MAX)
-                .filter_map(|t| t.name.map(|n| n.0.to_string()))
-                .collect(),
+                    .collect(),
+            ),
+            None => None,
         };
-        let topics = names
-            .into_iter()
-            .map(|name| self.metadata_topic(now, name, allow_create, version))
-            .collect();
-        let (node_id, host, port) = self.brokers();
-        let mut broker = MetadataResponseBroker::default()
-            .with_node_id(node_id)
-            .with_host(host)
-            .with_port(port);
-        if version >= 1 {
-            broker = broker.with_rack(None);
-        }
-        let mut response = MetadataResponse::default()
-            .with_brokers(vec![broker])
-            .with_topics(topics);
-        if version >= 1 {
-            response = response.with_controller_id(node_id);
-        }
-        if version >= 2 {
-            response = response.with_cluster_id(Some(s(self.config.cluster_id.clone())));
+        let mut response = self.cluster_metadata(names, version);
+        for topic in &mut response.topics {
+            if topic.error_code != errors::UNKNOWN_TOPIC_OR_PARTITION {
+                continue;
+            }
+            let Some(name) = topic.name.as_ref().map(|n| n.0.to_string()) else {
+                continue;
+            };
+            if topic_name_error(&name).is_some() {
+                topic.error_code = errors::INVALID_TOPIC_EXCEPTION;
+            } else if allow_create && self.config.auto_create_topics_enable {
+                topic.error_code = self.auto_create_topic(now, &name);
+            }
         }
         response
-    }
-
-    fn metadata_topic(
-        &mut self,
-        now: Instant,
-        name: String,
-        allow_create: bool,
-        version: i16,
-    ) -> MetadataResponseTopic {
-        let topic_name = TopicName(s(name.clone()));
-        let mut response = MetadataResponseTopic::default().with_name(Some(topic_name));
-        if let Some(_error) = topic_name_error(&name) {
-            return response.with_error_code(errors::INVALID_TOPIC_EXCEPTION);
-        }
-        let Some(topic) = self.topics.get(&name) else {
-            if allow_create && self.config.auto_create_topics_enable {
-                // The topic appears once its creation is durable; until then, retry.
-                self.auto_create_topic(now, &name);
-                return response.with_error_code(errors::LEADER_NOT_AVAILABLE);
-            }
-            return response.with_error_code(errors::UNKNOWN_TOPIC_OR_PARTITION);
-        };
-        if version >= 10 {
-            response = response.with_topic_id(topic.id);
-        }
-        if !topic.is_durable(self.store.durable_change) || topic.partitions.is_empty() {
-            return response.with_error_code(errors::LEADER_NOT_AVAILABLE);
-        }
-        let node = BrokerId(self.config.node_id);
-        let partitions = topic
-            .partitions
-            .iter()
-            .enumerate()
-            .map(|(index, p)| {
-                let serving = p.log.is_ready();
-                let error = if serving {
-                    errors::NONE
-                } else if p.log.is_faulted() {
-                    errors::KAFKA_STORAGE_ERROR
-                } else {
-                    errors::LEADER_NOT_AVAILABLE
-                };
-                let mut partition = MetadataResponsePartition::default()
-                    .with_error_code(error)
-                    .with_partition_index(index as i32)
-                    .with_leader_id(if serving { node } else { BrokerId(-1) })
-                    .with_replica_nodes(vec![node])
-                    .with_isr_nodes(if serving { vec![node] } else { Vec::new() });
-                if version >= 7 {
-                    partition = partition.with_leader_epoch(p.leader_epoch);
-                }
-                if version >= 5 {
-                    partition = partition.with_offline_replicas(if p.log.is_faulted() {
-                        vec![node]
-                    } else {
-                        Vec::new()
-                    });
-                }
-                partition
-            })
-            .collect();
-        response.with_partitions(partitions)
     }
 
     pub(super) fn on_describe_cluster(
@@ -188,32 +102,21 @@ impl Broker {
         version: i16,
     ) -> DescribeClusterResponse {
         let _ = (request, version);
-        if self.replication().is_some() {
-            let brokers = self
-                .cluster_brokers()
-                .into_iter()
-                .map(|(id, host, port)| {
-                    DescribeClusterBroker::default()
-                        .with_broker_id(BrokerId(id))
-                        .with_host(s(host))
-                        .with_port(port)
-                })
-                .collect();
-            let controller = self.controller_hint.map_or(-1, |id| id as i32);
-            return DescribeClusterResponse::default()
-                .with_cluster_id(s(self.config.cluster_id.clone()))
-                .with_controller_id(BrokerId(controller))
-                .with_brokers(brokers);
-        }
-        let (node_id, host, port) = self.brokers();
-        let broker = DescribeClusterBroker::default()
-            .with_broker_id(node_id)
-            .with_host(host)
-            .with_port(port);
+        let brokers = self
+            .cluster_brokers()
+            .into_iter()
+            .map(|(id, host, port)| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(id))
+                    .with_host(s(host))
+                    .with_port(port)
+            })
+            .collect();
+        let controller = self.controller_hint.map_or(-1, |id| id as i32);
         DescribeClusterResponse::default()
             .with_cluster_id(s(self.config.cluster_id.clone()))
-            .with_controller_id(node_id)
-            .with_brokers(vec![broker])
+            .with_controller_id(BrokerId(controller))
+            .with_brokers(brokers)
     }
 
     pub(super) fn on_describe_configs(

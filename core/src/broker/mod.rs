@@ -1,22 +1,26 @@
-//! The single-node broker as a sans-IO state machine: Kafka requests in, Kafka responses and
-//! disk requests out.
+//! The broker as a sans-IO state machine: Kafka requests in, Kafka responses, peer messages
+//! and disk requests out.
 //!
 //! [`Broker`] owns one [`Log`] per partition (directory `<topic>-<partition>`) and the topic
-//! registry ([`registry`]), and implements the client APIs of a single broker: ApiVersions,
-//! Metadata, CreateTopics, DeleteTopics, Produce, Fetch, ListOffsets, DescribeConfigs and
-//! DescribeCluster. It never touches a socket or a file: the driver decodes frames into typed
-//! `kafka-protocol` requests ([`BrokerInput::Request`]), executes [`BrokerOutput::Disk`]
-//! requests in emission order and hands back their completions, and encodes
-//! [`BrokerOutput::Response`] bodies. Replication comes later; the shape is ready for it:
-//! partition state is keyed by topic and partition, and every partition carries its leader
-//! epoch (0 until there are elections), which Metadata, Produce, Fetch and ListOffsets report
-//! and check (KIP-320 fencing of a stale or future `current_leader_epoch`).
+//! registry ([`registry`]), and serves the client APIs. It never touches a socket or a file:
+//! the driver decodes frames into typed `kafka-protocol` requests ([`BrokerInput::Request`]),
+//! executes [`BrokerOutput::Disk`] requests in emission order and hands back their completions,
+//! and encodes [`BrokerOutput::Response`] bodies.
+//!
+//! There is one broker mode. Every broker is part of a cluster, if only of one node (a
+//! [`crate::cluster::Node`] is its own controller then): its topics and its role for each
+//! partition come from the controller's metadata image, admin changes are forwarded to the
+//! controller (`cluster.rs`), and data becomes committed only by replication
+//! (`replica.rs`), whose in-sync replica set may hold just the leader. So the code a
+//! single-node deployment runs is the code a cluster runs, and every test of it tests both.
+//! Every partition carries its leader epoch, which Metadata, Produce, Fetch and ListOffsets
+//! report and check (KIP-320 fencing of a stale or future `current_leader_epoch`).
 //!
 //! Lifecycle. A new broker first recovers: it reads both registry slots, opens every partition
 //! log (each runs its own CRC-checked recovery through disk outputs) and resumes deleting the
 //! files of topics deleted before a crash. Requests that arrive meanwhile are held, in order,
-//! and replayed once every log has recovered and, in a cluster, once the metadata image shows
-//! this process registered and unfenced (its image is current only from then on).
+//! and replayed once every log has recovered and the metadata image shows this process
+//! registered and unfenced (its image is current only from then on).
 //! [`BrokerInput::Shutdown`] drains: in-flight work
 //! finishes, every log is synced, and [`BrokerOutput::ShutdownComplete`] tells the driver it
 //! may exit.
@@ -26,12 +30,13 @@
 //! Each connection has a queue of request tokens; a request that finishes early (a Metadata
 //! behind a Produce waiting for its fsync) is held until everything before it was answered.
 //!
-//! Durability and visibility. With [`FlushPolicy::GroupCommit`] (the default) a produce with
-//! acks=1 or acks=all is answered only once its batch is durable (the log's group-commit sync
-//! rounds share one fsync across every append that arrived meanwhile), and the high watermark
-//! is the durable offset, so a consumer never reads a record that a crash could take back.
-//! With [`FlushPolicy::None`] appends are acknowledged once written and the high watermark is
-//! the log end offset.
+//! Durability and visibility. With [`FlushPolicy::GroupCommit`] (the default) a replica counts
+//! only what is durable on it (the log's group-commit sync rounds share one fsync across every
+//! append that arrived meanwhile): acks=1 is answered once the leader's copy is durable, and
+//! the high watermark (what consumers see, and what acks=all waits for) is the smallest durable
+//! end over the ISR, so a consumer never reads a record that a crash could take back. With
+//! [`FlushPolicy::None`] a replica counts what it has written, as Kafka does with its default
+//! `log.flush.interval.messages`.
 
 mod cluster;
 pub mod config;
@@ -55,7 +60,6 @@ use crate::cluster::peer::PeerMessage;
 use crate::constants::*;
 use crate::io::{DiskCompletion, DiskOp, DiskOutcome, DiskRequest, DiskRequestId};
 use crate::log::{FaultReason, Log, LogConfig, LogInput, LogOutput, RecoveryReport, SyncPolicy};
-use crate::prng::Prng;
 use crate::raft::NodeId;
 use crate::record_batch::BatchLimits;
 use crate::time::{Duration, Instant};
@@ -362,8 +366,6 @@ enum Work {
     Produce(produce::ProduceState),
     Fetch(fetch::FetchState),
     ListOffsets(offsets::ListOffsetsState),
-    CreateTopics(topics::CreateState),
-    DeleteTopics(topics::DeleteState),
     Forwarded(cluster::ForwardState),
     Done(Option<Box<ResponseKind>>),
 }
@@ -401,7 +403,8 @@ enum Phase {
 #[derive(Debug)]
 pub struct Broker {
     config: BrokerConfig,
-    prng: Prng,
+    /// This broker's place in the cluster (a single node is a cluster of one).
+    replication: ReplicationConfig,
     phase: Phase,
     draining: bool,
     shutdown_reported: bool,
@@ -430,8 +433,6 @@ pub struct Broker {
     /// requests wait rather than be answered from it, as a Kafka broker opens its listeners
     /// only once unfenced. Always true for a single broker.
     admitted: bool,
-    /// CreateTopics/DeleteTopics requests waiting for their changes to be durable.
-    admin_waiters: BTreeSet<Token>,
     timers: TimerTable<BrokerTimer>,
     outbox: VecDeque<BrokerOutput>,
     /// Reused buffer for draining a log's outputs.
@@ -450,15 +451,25 @@ pub struct Broker {
     replica_ops: BTreeMap<OpId, (String, i32, replica::ReplicaOp)>,
     /// Cluster mode: CreateTopics/DeleteTopics waiting for the controller.
     forwards: BTreeSet<Token>,
+    /// Topics a Metadata request asked to create (`auto.create.topics.enable`), with when the
+    /// creation was sent to the controller and its refusal, if the controller refused.
+    auto_creates: BTreeMap<String, cluster::AutoCreate>,
 }
 
 impl Broker {
     /// A broker over the data directory the driver serves; starts by recovering from disk.
-    pub fn new(config: BrokerConfig, seed: u64, now: Instant) -> Broker {
+    /// Only a [`crate::cluster::Node`] makes one: every broker is part of a cluster, if only of
+    /// one node, and takes its topics from the controller.
+    pub(crate) fn new(
+        config: BrokerConfig,
+        replication: ReplicationConfig,
+        now: Instant,
+    ) -> Broker {
         assert!(config.num_partitions > 0);
+        let tick = replication.tick_interval;
         let mut broker = Broker {
             config,
-            prng: Prng::new(seed),
+            replication,
             phase: Phase::LoadingRegistry {
                 reads_outstanding: 0,
                 best: None,
@@ -484,7 +495,6 @@ impl Broker {
             log_deadlines: BTreeSet::new(),
             held: VecDeque::new(),
             admitted: false,
-            admin_waiters: BTreeSet::new(),
             timers: TimerTable::default(),
             outbox: VecDeque::new(),
             log_outputs: Vec::new(),
@@ -494,14 +504,9 @@ impl Broker {
             storage_id: 0,
             replica_ops: BTreeMap::new(),
             forwards: BTreeSet::new(),
+            auto_creates: BTreeMap::new(),
         };
-        match &broker.config.replication {
-            Some(replication) => {
-                let at = now + replication.tick_interval;
-                broker.timers.set(BrokerTimer::ReplicaTick, at);
-            }
-            None => broker.admitted = true,
-        }
+        broker.timers.set(BrokerTimer::ReplicaTick, now + tick);
         let dir = REGISTRY_DIR.to_owned();
         broker.emit_disk(DiskOp::List { dir }, DiskRoute::RegistryList);
         broker
@@ -632,17 +637,11 @@ impl Broker {
                 let response = self.on_describe_configs(request, version);
                 self.finish(token, Some(ResponseKind::DescribeConfigs(response)));
             }
-            RequestKind::CreateTopics(request) if self.replication().is_some() => {
+            RequestKind::CreateTopics(request) => {
                 self.forward_create_topics(now, token, request, version)
             }
-            RequestKind::CreateTopics(request) => {
-                self.on_create_topics(now, token, request, version)
-            }
-            RequestKind::DeleteTopics(request) if self.replication().is_some() => {
-                self.forward_delete_topics(now, token, request, version)
-            }
             RequestKind::DeleteTopics(request) => {
-                self.on_delete_topics(now, token, request, version)
+                self.forward_delete_topics(now, token, request, version)
             }
             RequestKind::Produce(request) => self.on_produce(now, token, request, version),
             RequestKind::Fetch(request) => self.on_fetch(now, token, request, version),
@@ -728,7 +727,6 @@ impl Broker {
                 if let Work::Fetch(state) = &inflight.work {
                     self.unpark_fetch(token, state);
                 }
-                self.admin_waiters.remove(&token);
                 self.forwards.remove(&token);
             }
         }
@@ -811,9 +809,7 @@ impl Broker {
             return Err(errors::NOT_LEADER_OR_FOLLOWER);
         }
         fetch::check_leader_epoch(current_leader_epoch, p.leader_epoch)?;
-        if self.replication().is_some() {
-            self.check_replicated_read(topic, partition)?;
-        }
+        self.check_replicated_read(topic, partition)?;
         Ok(p)
     }
 
@@ -949,16 +945,14 @@ impl Broker {
             ..
         } = &output
         {
-            if self.replication().is_some() {
-                // Damaged synced data: in a cluster the replica goes offline (its node is
-                // restarted and recovery cuts the damage) rather than serve or stall on it.
-                self.outbox
-                    .push_back(BrokerOutput::Event(BrokerEvent::PartitionFaulted {
-                        topic: topic.to_owned(),
-                        partition,
-                        reason: FaultReason::Corrupt { offset: *offset },
-                    }));
-            }
+            // Damaged synced data: the replica goes offline (its node is restarted and
+            // recovery cuts the damage) rather than serve or stall on it.
+            self.outbox
+                .push_back(BrokerOutput::Event(BrokerEvent::PartitionFaulted {
+                    topic: topic.to_owned(),
+                    partition,
+                    reason: FaultReason::Corrupt { offset: *offset },
+                }));
         }
         match output {
             LogOutput::Disk(request) => {
@@ -1008,15 +1002,10 @@ impl Broker {
             LogOutput::OffsetForTimestamp { request, result } => {
                 self.on_offset_for_timestamp(topic, partition, request, result)
             }
-            LogOutput::Durable { offset } if self.replication().is_some() => {
+            LogOutput::Durable { offset } => {
                 self.advance_local_waiters(topic, partition, offset);
                 self.recompute_high_watermark(now, topic, partition);
                 self.maybe_fetch(now, topic, partition);
-            }
-            LogOutput::Durable { offset } => {
-                if self.config.flush_policy == FlushPolicy::GroupCommit {
-                    self.advance_high_watermark(now, topic, partition, offset);
-                }
             }
             // The cut recovery planned (or a follower asked for) is done.
             LogOutput::Truncated { .. } => {
@@ -1034,19 +1023,10 @@ impl Broker {
         partition: i32,
         report: RecoveryReport,
     ) {
-        let flush_none = self.config.flush_policy == FlushPolicy::None;
-        let replicated = self.replication().is_some();
         if let Some(p) = self.partition_mut(topic, partition) {
-            // Recovery syncs what it kept, so everything in the log is durable and visible.
-            p.high_watermark = p.log.durable_offset().max(p.log.log_start_offset());
-            if flush_none {
-                p.high_watermark = p.log.log_end_offset();
-            }
-            if replicated {
-                // A replica learns what is committed from its leader (or, leading, from its
-                // followers); what it holds is not committed just because it is durable here.
-                p.high_watermark = p.log.log_start_offset();
-            }
+            // A replica learns what is committed from its leader (or, leading, from its
+            // followers); what it holds is not committed just because it is durable here.
+            p.high_watermark = p.log.log_start_offset();
         }
         self.outbox
             .push_back(BrokerOutput::Event(BrokerEvent::PartitionRecovered {
@@ -1088,7 +1068,6 @@ impl Broker {
             self.replay_held(now);
         }
         self.refresh_roles(now);
-        self.check_admin_waiters();
     }
 
     fn all_partitions_settled(&self) -> bool {
@@ -1156,7 +1135,7 @@ impl Broker {
     }
 
     fn on_peer(&mut self, now: Instant, from: NodeId, message: PeerMessage) {
-        if self.replication().is_none() || !self.is_ready() {
+        if !self.is_ready() {
             return; // Peers retry; a recovering broker answers nothing.
         }
         match message {
@@ -1203,9 +1182,8 @@ impl Broker {
                 BrokerTimer::FetchWait => self.on_fetch_wait_timeout(now),
                 BrokerTimer::LogTimeout => self.on_log_timeout(now),
                 BrokerTimer::ReplicaTick => {
-                    if let Some(interval) = self.replication().map(|r| r.tick_interval) {
-                        self.timers.set(BrokerTimer::ReplicaTick, now + interval);
-                    }
+                    let interval = self.replication.tick_interval;
+                    self.timers.set(BrokerTimer::ReplicaTick, now + interval);
                     if self.is_ready() {
                         self.sync_topics_with_image(now);
                         self.on_replica_tick(now);
@@ -1385,7 +1363,7 @@ impl Broker {
             // acknowledged). In a cluster the topics come back from the metadata image, and a
             // fresh storage id makes the controller treat this broker's replicas as empty,
             // which is the safe reading even if the slot was damaged after its sync.
-            None if found == 1 && self.replication().is_some() => Registry::default(),
+            None if found == 1 => Registry::default(),
             None => return self.fail_startup(),
         };
         self.phase = Phase::RecoveringLogs;
@@ -1406,11 +1384,11 @@ impl Broker {
         self.store.sequence = registry.sequence;
         self.image_floor = registry.metadata_offset;
         self.storage_id = registry.storage_id;
-        let new_storage = self.storage_id == 0 && self.replication().is_some();
+        let new_storage = self.storage_id == 0;
         if new_storage {
             // A directory without one (new, wiped, or written before identities existed) gets
             // one now, made durable with the registry.
-            self.storage_id = self.replication().map_or(1, |r| r.incarnation.max(1));
+            self.storage_id = self.replication.incarnation.max(1);
         }
         let mut partitions = 0u32;
         for record in &registry.topics {
@@ -1533,7 +1511,6 @@ impl Broker {
         for name in durable {
             self.open_partitions(now, &name);
         }
-        self.check_admin_waiters();
         self.start_tombstone_removals();
         self.maybe_write_registry();
     }
@@ -1546,21 +1523,5 @@ impl Broker {
         self.store.writing = None;
         self.outbox
             .push_back(BrokerOutput::Event(BrokerEvent::RegistryFaulted));
-        self.check_admin_waiters();
-    }
-
-    /// A fresh topic id from the seeded PRNG (never the nil id, which Kafka reserves).
-    fn new_topic_id(&mut self) -> Uuid {
-        loop {
-            let high = u128::from(self.prng.next_u64()) << 64;
-            let id = Uuid::from_u128(high | u128::from(self.prng.next_u64()));
-            // Ids must be unique across restarts too, which a driver's fresh seed gives; the
-            // check guards against a seed reused with the same data directory.
-            let taken = self.topics.values().any(|t| t.id == id)
-                || self.tombstones.iter().any(|t| t.record.id == id);
-            if !id.is_nil() && !taken {
-                return id;
-            }
-        }
     }
 }

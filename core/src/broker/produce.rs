@@ -175,11 +175,7 @@ impl Broker {
         if !p.is_serving() {
             return Err(errors::NOT_LEADER_OR_FOLLOWER);
         }
-        if self.replication().is_some() {
-            self.check_replicated_produce(topic.0.as_str(), partition, acks)?;
-        } else if acks == -1 && t.config.min_insync_replicas > 1 {
-            return Err(errors::NOT_ENOUGH_REPLICAS);
-        }
+        self.check_replicated_produce(topic.0.as_str(), partition, acks)?;
         let batch = records.unwrap_or_default();
         if batch.is_empty() {
             return Err(errors::INVALID_RECORD);
@@ -240,8 +236,8 @@ impl Broker {
         if acks == 0 || visible {
             return self.complete_produce_op(topic, partition, op_id);
         }
-        if acks == 1 && self.replication().is_some() {
-            // acks=1 in a cluster: the leader's own copy is enough (here: durable).
+        if acks == 1 {
+            // acks=1: the leader's own copy is enough (here: durable).
             let local = self.local_end(topic, partition).unwrap_or(-1);
             if local >= next_offset {
                 return self.complete_produce_op(topic, partition, op_id);

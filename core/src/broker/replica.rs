@@ -1,5 +1,6 @@
-//! Replication of a partition between brokers (DESIGN §3 "Replication"), active when the broker
-//! runs as part of a cluster ([`BrokerConfig::replication`]).
+//! Replication of a partition between brokers (DESIGN §3 "Replication"). Every broker is part
+//! of a cluster (a single node is a cluster of one, whose partitions have one replica), so
+//! this is the only path data takes to become committed.
 //!
 //! Kafka's pull model: followers send [`ReplicaFetch`] to the partition leader with their log end
 //! offset; the leader answers with the batches after it, byte for byte as stored, and its high
@@ -172,16 +173,16 @@ fn wanted_role(me: NodeId, info: Option<&PartitionInfo>) -> Wanted {
 }
 
 impl Broker {
-    pub(super) fn replication(&self) -> Option<&ReplicationConfig> {
-        self.config.replication.as_ref()
+    pub(super) fn replication(&self) -> &ReplicationConfig {
+        &self.replication
     }
 
     fn me(&self) -> NodeId {
-        self.replication().map_or(0, |r| r.node_id)
+        self.replication.node_id
     }
 
     fn canary(&self, canary: Canary) -> bool {
-        self.replication().is_some_and(|r| r.canaries.is_on(canary))
+        self.replication.canaries.is_on(canary)
     }
 
     fn send_peer(&mut self, to: PeerTarget, message: PeerMessage) {
@@ -209,9 +210,6 @@ impl Broker {
 
     /// Brings every open partition's role in line with the image.
     pub(super) fn refresh_roles(&mut self, now: Instant) {
-        if self.replication().is_none() {
-            return;
-        }
         let keys = self.open_partition_keys();
         for (topic, partition) in keys {
             self.refresh_role(now, &topic, partition);
@@ -421,7 +419,6 @@ impl Broker {
     /// The error to give an acks=all produce whose batch the high watermark passed, if the ISR
     /// shrank below `min.insync.replicas` meanwhile.
     pub(super) fn after_append_error(&self, topic: &str, partition: i32) -> Option<i16> {
-        self.replication()?;
         let min_isr = self.topics.get(topic)?.config.min_insync_replicas;
         let p = self.partition(topic, partition)?;
         match &p.role {
@@ -556,9 +553,7 @@ impl Broker {
         if request.fetch_offset < leo {
             self.read_for_follower(now, from, request);
         } else {
-            let wait = self
-                .replication()
-                .map_or(Duration::ZERO, |r| r.replica_fetch_wait_max);
+            let wait = self.replication.replica_fetch_wait_max;
             if let Some(p) = self.partition_mut(&topic, partition) {
                 if let Role::Leader(leader) = &mut p.role {
                     leader.parked.push((from, request, now + wait));
@@ -607,8 +602,8 @@ impl Broker {
         };
         let offset_max = p.log.log_end_offset();
         let bytes_max = self
-            .replication()
-            .map_or(request.max_bytes, |r| r.replica_fetch_max_bytes)
+            .replication
+            .replica_fetch_max_bytes
             .min(request.max_bytes.max(1));
         let op = self.next_op;
         self.next_op += 1;
@@ -671,9 +666,7 @@ impl Broker {
 
     /// Proposes an ISR change if a follower lags or caught up.
     fn maybe_alter_isr(&mut self, now: Instant, topic: &str, partition: i32) {
-        let Some(config) = self.replication().cloned() else {
-            return;
-        };
+        let config = self.replication.clone();
         // Brokers that may join the ISR, with the incarnation registered for each: progress a
         // follower's earlier process reported proves nothing about this one (KIP-903).
         let eligible: BTreeMap<NodeId, u64> = self
@@ -790,9 +783,7 @@ impl Broker {
 
     /// Sends the next fetch if the follower may: idle, its log durable up to its end.
     pub(super) fn maybe_fetch(&mut self, now: Instant, topic: &str, partition: i32) {
-        let Some(config) = self.replication().cloned() else {
-            return;
-        };
+        let config = self.replication.clone();
         let Some(local) = self.local_end(topic, partition) else {
             return;
         };
@@ -839,9 +830,7 @@ impl Broker {
         from: NodeId,
         response: ReplicaFetchResponse,
     ) {
-        let Some(config) = self.replication().cloned() else {
-            return;
-        };
+        let config = self.replication.clone();
         let Ok(partition) = i32::try_from(response.partition) else {
             return;
         };
@@ -937,9 +926,7 @@ impl Broker {
         leader_epoch: i32,
         result: Result<(), AppendError>,
     ) {
-        let backoff = self
-            .replication()
-            .map_or(Duration::ZERO, |r| r.replica_fetch_backoff);
+        let backoff = self.replication.replica_fetch_backoff;
         let Some(p) = self.partition_mut(topic, partition) else {
             return;
         };
@@ -988,9 +975,7 @@ impl Broker {
 
     /// The periodic check: resend lost follower fetches, expire parked ones, adjust the ISR.
     pub(super) fn on_replica_tick(&mut self, now: Instant) {
-        let Some(config) = self.replication().cloned() else {
-            return;
-        };
+        let config = self.replication.clone();
         let keys = self.open_partition_keys();
         let resend_after = config.replica_fetch_wait_max
             + config.replica_fetch_wait_max

@@ -250,7 +250,7 @@ impl Node {
         broker_config.node_id = config.node_id as i32;
         broker_config.advertised_host = config.endpoint.host.clone();
         broker_config.advertised_port = i32::from(config.endpoint.port);
-        broker_config.replication = Some(ReplicationConfig {
+        let replication = ReplicationConfig {
             node_id: config.node_id,
             incarnation,
             replica_lag_time_max: config.replica_lag_time_max,
@@ -260,8 +260,8 @@ impl Node {
             tick_interval: config.replica_tick_interval,
             alter_partition_retry: config.heartbeat_interval,
             canaries: config.canaries,
-        });
-        let broker = Broker::new(broker_config, prng.next_u64(), now);
+        };
+        let broker = Broker::new(broker_config, replication, now);
         let quorum = config.voters.contains(&config.node_id).then(|| {
             let mut raft = RaftConfig::new(config.node_id, config.voters.clone());
             (
